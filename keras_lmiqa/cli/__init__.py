@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# TensorFlow's C++ INFO/WARNING lines drown the command's own output; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_lmiqa.errors import LmiqaError
 
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("absl").setLevel(logging.WARNING)  # tf.data's per-epoch sharding chatter
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -169,3 +169,149 @@ def require_images_exist(dataset: str, paths: Sequence[str]) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DatasetError(f"{dataset}: listed image not found: {missing[0]}{more}")
+
+
+# ---------------------------------------------------------------------------------------
+# Label-file parsing helpers shared by the readers.
+# ---------------------------------------------------------------------------------------
+
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+
+
+def _missing_column(dataset: str, path: str, column: str, found) -> DatasetError:
+    shown = ", ".join(repr(c) for c in found if c not in (None, "")) or "none"
+    return DatasetError(f"{dataset}: {path} has no column {column!r} (columns found: {shown})")
+
+
+def read_csv_table(path: str, dataset: str, required: Sequence[str]) -> list[tuple[int, dict]]:
+    """Rows of a CSV file with a header line, as `(line number, {column: text})`.
+
+    Blank lines are ignored; a missing required column or a row too short to hold every
+    required column raises a DatasetError naming the file.
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [cell.strip() for cell in next(reader, [])]
+        for column in required:
+            if column not in header:
+                raise _missing_column(dataset, path, column, header)
+        width = max(header.index(c) for c in required) + 1 if required else 0
+        rows = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) < width:
+                raise DatasetError(f"{dataset}: {path} line {reader.line_num} has {len(row)} fields, expected {len(header)}")
+            rows.append((reader.line_num, {h: v.strip() for h, v in zip(header, row)}))
+    return rows
+
+
+def read_xlsx_table(path: str, dataset: str, required: Sequence[str], sheet: str | None = None) -> list[tuple[int, dict]]:
+    """Rows of an Excel sheet as `(row number, {column: value})`.
+
+    The header is the first row (of the first 20) holding every required column, so
+    sheets with title rows or leading empty columns are read too; with `sheet=None` the
+    first sheet holding such a row is used. Empty rows are ignored.
+    """
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises many types for corrupt files
+        raise DatasetError(f"{dataset}: cannot read spreadsheet {path}: {error}") from error
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise DatasetError(f"{dataset}: {path} has no sheet {sheet!r} (sheets found: {', '.join(book.sheetnames)})")
+        sheets = [list(book[name].iter_rows(values_only=True)) for name in ([sheet] if sheet else book.sheetnames)]
+    finally:
+        book.close()
+    for rows in sheets:
+        names = [[str(c).strip() if c is not None else None for c in row] for row in rows]
+        start = next((i for i, row in enumerate(names[:20]) if all(c in row for c in required)), None)
+        if start is not None:
+            break
+    else:
+        candidates = [[str(c).strip() if c is not None else None for c in row] for rows in sheets for row in rows[:20]]
+        best = max(candidates, key=lambda row: sum(c in row for c in required), default=[])
+        missing = next(c for c in required if c not in best)
+        raise _missing_column(dataset, path, missing, best)
+    header = names[start]
+    table = []
+    for number, row in enumerate(rows[start + 1:], start=start + 2):
+        if all(c is None or str(c).strip() == "" for c in row):
+            continue
+        table.append((number, {h: v for h, v in zip(header, row) if h is not None}))
+    return table
+
+
+def parse_score(value, dataset: str, source: str, line: int, image: str, unit: str = "line") -> float:
+    """`value` as a finite float, else a DatasetError naming the file, line (or `unit`) and image."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score):
+        raise DatasetError(f"{dataset}: {source} {unit} {line}: score {value!r} of {image} is not a finite number")
+    return score
+
+
+def parse_split(value, dataset: str, source: str, line: int) -> str:
+    """Map a split label (train/training, val/validation, test) to a name in SPLIT_NAMES."""
+    split = _SPLIT_ALIASES.get(str(value).strip().lower())
+    if split is None:
+        raise DatasetError(f"{dataset}: {source} line {line}: unknown split {value!r} (expected train, val or test)")
+    return split
+
+
+def case_insensitive_index(directory: str) -> dict[str, str]:
+    """`{lower-case name: name on disk}` for the entries of `directory`."""
+    return {name.lower(): name for name in sorted(os.listdir(directory))}
+
+
+def load_mat(path: str, dataset: str, variables: Sequence[str]) -> dict:
+    """The named variables of a MATLAB .mat file (DatasetError if unreadable or absent)."""
+    import scipy.io
+
+    try:
+        data = scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises ValueError/MatReadError/OSError
+        raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: {error}") from error
+    found = [k for k in data if not k.startswith("__")]
+    for name in variables:
+        if name not in data:
+            raise DatasetError(f"{dataset}: {path} has no variable {name!r} (variables found: {', '.join(found)})")
+    return {name: data[name] for name in variables}
+
+
+def mat_strings(array) -> list[str]:
+    """Flatten a MATLAB cell array (or char matrix) of strings into a list of str."""
+    import numpy as np
+
+    def one(item) -> str:
+        while isinstance(item, np.ndarray):
+            if item.size == 0:
+                return ""
+            if item.dtype.kind == "U" and item.ndim > 0 and item.size > 1:
+                return "".join(item.ravel().tolist()).strip()
+            item = item.ravel()[0]
+        return str(item).strip()
+
+    array = np.asarray(array)
+    if array.dtype.kind == "U":
+        return [str(s).strip() for s in array.ravel()]
+    return [one(item) for item in array.ravel()]
+
+
+def take_options(dataset: str, options: dict, defaults: dict) -> dict:
+    """`defaults` updated with `options`; an unknown option raises a DatasetError."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        valid = ", ".join(defaults) or "none"
+        raise DatasetError(f"{dataset}: unknown option {unknown[0]!r} (valid options: {valid})")
+    return {**defaults, **options}

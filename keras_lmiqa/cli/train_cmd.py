@@ -1,0 +1,108 @@
+"""`lmiqa train` / `python train.py`: flags and config files to a TrainConfig, then train.
+
+Precedence, lowest first: TrainConfig defaults (method.md), the preset (`cpu-demo` is
+the default for `--dataset demo`), `--config FILE`, then flags and `--set KEY=VALUE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from keras_lmiqa import config as config_lib
+from keras_lmiqa.errors import ConfigError
+
+# flag -> config key, for flags that take a value.
+VALUE_FLAGS = {
+    "--data-root": ("data_root", str), "--backbone": ("backbone", str), "--weights": ("weights", str),
+    "--epochs": ("epochs", int), "--batch-size": ("batch_size", int), "--crops": ("num_crops", int),
+    "--positives": ("num_positives", int), "--crop-size": ("crop_size", int), "--lr": ("lr", float),
+    "--split-seed": ("split_seed", int), "--output-dir": ("output_dir", str), "--strategy": ("strategy", str),
+    "--branch-mode": ("branch_mode", str), "--momentum": ("momentum", float), "--temperature": ("temperature", float),
+    "--intra-weight": ("intra_weight", float), "--lambda-lm": ("lambda_lm", float), "--lambda-mut": ("lambda_mut", float),
+    "--seed": ("seed", int), "--cache": ("cache", str), "--on-bad-image": ("on_bad_image", str),
+    "--steps-per-epoch": ("steps_per_epoch", int), "--grid-size": ("grid_size", int),
+}
+# ablation switch -> config key set to False.
+ABLATIONS = {
+    "--no-intra-negatives": "use_intra_negatives", "--no-mutual": "use_mutual",
+    "--no-saliency": "use_saliency", "--no-contrastive": "use_contrastive",
+}
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)  # typed (numbers, booleans, lists), never eval
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="demo", help="dataset name (default: demo, built in)")
+    parser.add_argument("--config", help="YAML or JSON config file")
+    parser.add_argument("--preset", choices=sorted(config_lib.PRESETS), help="named settings (default: cpu-demo for demo)")
+    for flag, (key, kind) in VALUE_FLAGS.items():
+        parser.add_argument(flag, dest=key, type=kind, default=None, help=f"config key {key}")
+    parser.add_argument("--mixed-precision", dest="mixed_precision", action="store_true", default=None,
+                        help="mixed float16 compute (GPU)")
+    parser.add_argument("--jit-compile", dest="jit_compile", action="store_true", default=None, help="XLA-compile the step")
+    for flag, key in ABLATIONS.items():
+        parser.add_argument(flag, dest=key, action="store_false", default=None, help=f"ablation: {key}=false")
+    parser.add_argument("--dataset-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                        help="reader option, e.g. resolution=1024x768 for koniq10k")
+    parser.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                        help="any config key, e.g. --set lambda_lm=0.5")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def resolve_config(args: argparse.Namespace) -> config_lib.TrainConfig:
+    values: dict = {}
+    preset = args.preset or ("cpu-demo" if args.dataset == "demo" and not args.config else None)
+    if preset:
+        values.update(config_lib.preset(preset))
+    if args.config:
+        values.update(config_lib.load_file(args.config))
+    values["dataset"] = args.dataset if args.dataset != "demo" or "dataset" not in values else values["dataset"]
+    keys = [key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values()) + ["mixed_precision", "jit_compile"]
+    for key in keys:
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    if args.dataset_option:
+        values["dataset_options"] = {**values.get("dataset_options", {}), **dict(args.dataset_option)}
+    values.update(dict(args.set))
+    values.setdefault("output_dir", f"runs/{values['dataset']}")
+    return config_lib.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        return 0
+    from keras_lmiqa.training import train  # heavy import only when training
+
+    result = train(config)
+    test = result.metrics.get("test", {})
+    if test:
+        print(f"test SRCC {test['srcc']:.4f} PLCC {test['plcc']:.4f} (n={test['n']}); run folder: {result.run_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train LML-IQA on a dataset", description=__doc__)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `train.py`: the `lmiqa train` command on its own."""
+    from keras_lmiqa.cli import main as lmiqa_main
+
+    return lmiqa_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

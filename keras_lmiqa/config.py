@@ -1,0 +1,214 @@
+"""Training configuration: one frozen dataclass, validated on construction.
+
+Defaults follow `docs/method.md` (the paper protocol). `PRESETS` holds named overrides,
+e.g. `cpu-demo`, the CPU-sized settings `train.py --dataset demo` uses by default.
+Config files (YAML or JSON) and flags are read only at the edges (`from_dict`,
+`load_file`); unknown keys are refused with the closest valid key suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from typing import Any, Mapping
+
+from keras_lmiqa.errors import ConfigError
+
+BACKBONES = ("tiny", "mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_v2_b0", "convnext_tiny", "vit_s16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+BRANCH_MODES = ("ema", "dml")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything needed to rebuild a model and reproduce a training run.
+
+    Data: `dataset`, `data_root`, `dataset_options` (reader options), split settings.
+    Crops: `crop_size` (model input side), `scales` (window side = crop_size / r),
+    `num_crops` (K random windows per image), `num_positives` (P other-scale views of
+    the anchor), `grid_size` (inference windows per scale and axis).
+    Method: temperatures, loss weights and the ablation switches (`use_*`).
+    """
+
+    # data
+    dataset: str = "demo"
+    data_root: str | None = None
+    dataset_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    split_seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    use_official_split: bool = True
+    cache: str = "memory"  # "none", "memory" or a file path prefix for tf.data's cache
+    on_bad_image: str = "error"
+    max_pixels: int = 50_000_000  # images above this pixel count are refused
+    # crops
+    crop_size: int = 224
+    scales: tuple[float, ...] = (1.0, 0.75, 0.5)
+    num_crops: int = 8
+    num_positives: int = 2
+    grid_size: int = 2
+    saliency_long_side: int = 64
+    flip: bool = True
+    # model
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    embedding_dim: int = 128
+    head_units: int = 256
+    dropout: float = 0.1
+    branch_mode: str = "ema"
+    momentum: float = 0.999
+    export_branch: str = "teacher"
+    # losses
+    temperature: float = 0.1
+    intra_weight: float = 1.0
+    saliency_temperature: float = 0.1
+    lambda_lm: float = 0.2
+    lambda_mut: float = 1.0
+    smooth_l1_beta: float = 1.0
+    use_contrastive: bool = True
+    use_intra_negatives: bool = True
+    use_mutual: bool = True
+    use_saliency: bool = True
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    clip_norm: float = 1.0
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    # runtime
+    strategy: str = "auto"
+    output_dir: str = "runs/latest"
+    seed: int = 0
+    checkpoint_every: int = 50  # steps between mid-epoch backups (0: epoch ends only)
+    steps_per_epoch: int | None = None  # cap, for quick experiments
+
+    def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        object.__setattr__(self, "dataset_options", dict(self.dataset_options))
+        _validate(self)
+
+    @property
+    def crops_per_image(self) -> int:
+        """K training windows plus P positive views."""
+        return self.num_crops + self.num_positives
+
+    @property
+    def inference_crops(self) -> int:
+        """Windows in the deterministic inference grid."""
+        return len(self.scales) * self.grid_size * self.grid_size
+
+    def replace(self, **changes) -> "TrainConfig":
+        return from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["scales"] = list(self.scales)
+        return data
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper protocol: ViT-S/16-class backbone, 224 crops, method defaults.
+    "paper": {"backbone": "vit_s16", "weights": "none"},
+    # A 2-core CPU: small CNN, small crops, a few minutes on the demo set.
+    "cpu-demo": {
+        "backbone": "tiny",
+        "weights": "none",
+        "crop_size": 64,
+        "num_crops": 6,
+        "num_positives": 2,
+        "grid_size": 2,
+        "epochs": 12,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "weight_decay": 1e-4,
+        "warmup_epochs": 0.5,
+        "momentum": 0.99,
+        "head_units": 128,
+        "embedding_dim": 64,
+    },
+}
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _validate(c: TrainConfig) -> None:
+    _check(c.backbone in BACKBONES, f"backbone {c.backbone!r} is not one of {', '.join(BACKBONES)}")
+    _check(c.strategy in STRATEGIES, f"strategy {c.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    _check(c.branch_mode in BRANCH_MODES, f"branch_mode {c.branch_mode!r} is not one of {', '.join(BRANCH_MODES)}")
+    _check(c.export_branch in ("teacher", "student"), f"export_branch must be teacher or student, got {c.export_branch!r}")
+    _check(c.on_bad_image in ("error", "skip"), f"on_bad_image must be error or skip, got {c.on_bad_image!r}")
+    _check(16 <= c.crop_size <= 1024, f"crop_size must be in [16, 1024], got {c.crop_size}")
+    _check(len(c.scales) >= 1 and all(0 < s <= 1 for s in c.scales), f"scales must be in (0, 1], got {c.scales}")
+    _check(c.num_crops >= 2, f"num_crops (K) must be >= 2 (an anchor and a non-salient crop), got {c.num_crops}")
+    _check(c.num_positives >= 0, f"num_positives must be >= 0, got {c.num_positives}")
+    _check(c.grid_size >= 1, f"grid_size must be >= 1, got {c.grid_size}")
+    _check(c.saliency_long_side >= 8, f"saliency_long_side must be >= 8, got {c.saliency_long_side}")
+    _check(c.embedding_dim >= 2 and c.head_units >= 1, "embedding_dim and head_units must be positive")
+    _check(0 <= c.dropout < 1, f"dropout must be in [0, 1), got {c.dropout}")
+    _check(0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}")
+    _check(c.temperature >= 0.01, f"temperature must be >= 0.01, got {c.temperature}")
+    _check(c.saliency_temperature > 0, f"saliency_temperature must be > 0, got {c.saliency_temperature}")
+    _check(c.intra_weight >= 0, f"intra_weight must be >= 0, got {c.intra_weight}")
+    _check(c.lambda_lm >= 0 and c.lambda_mut >= 0, "lambda_lm and lambda_mut must be >= 0")
+    _check(c.smooth_l1_beta > 0, f"smooth_l1_beta must be > 0, got {c.smooth_l1_beta}")
+    _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}")
+    _check(c.batch_size >= 2, f"batch_size must be >= 2 (contrastive negatives need other images), got {c.batch_size}")
+    _check(c.lr > 0, f"lr must be > 0, got {c.lr}")
+    _check(c.weight_decay >= 0 and c.warmup_epochs >= 0 and c.clip_norm >= 0, "weight_decay, warmup_epochs and clip_norm must be >= 0")
+    _check(0 <= c.test_fraction < 1 and 0 <= c.val_fraction < 1, "test_fraction and val_fraction must be in [0, 1)")
+    _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
+    _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
+    _check(c.cache in ("none", "memory") or bool(c.cache), "cache must be none, memory or a file prefix")
+
+
+def from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """Build a config from a mapping, refusing unknown keys with a did-you-mean hint."""
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}")
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:  # e.g. a list where a number belongs
+        raise ConfigError(f"invalid config value: {error}") from None
+
+
+def preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a plain dict (validated later by from_dict)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as error:  # yaml and json raise different types
+        raise ConfigError(f"cannot parse config file {path}: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    # A `preset:` key in the file expands to that preset, overridden by the file's keys.
+    name = data.pop("preset", None)
+    return {**(preset(name) if name else {}), **data}

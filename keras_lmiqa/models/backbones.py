@@ -1,0 +1,113 @@
+"""Backbones by name, each with its own input preprocessing inside the model.
+
+Every backbone maps `(n, S, S, 3)` float pixels in [0, 255] to `(n, features)`.
+`weights` is "none", "imagenet" (Keras's own download; needs internet) or a path to a
+weights file for the backbone (e.g. a Keras 3 `.weights.h5`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from keras_lmiqa.errors import ConfigError, ModelError
+from keras_lmiqa.models.layers import ClassTokenPosition, ReverseChannels
+
+# name -> (keras.applications constructor name, preprocessing: "tf" [-1, 1], "torch", "caffe" or None (built in)).
+APPLICATIONS = {
+    "mobilenet_v2": ("MobileNetV2", "tf"),
+    "mobilenet_v3_small": ("MobileNetV3Small", None),
+    "resnet50": ("ResNet50", "caffe"),
+    "efficientnet_v2_b0": ("EfficientNetV2B0", None),
+    "convnext_tiny": ("ConvNeXtTiny", None),
+}
+NAMES = ("tiny", *APPLICATIONS, "vit_s16")
+
+
+def _preprocess(x, mode: str | None):
+    if mode == "tf":
+        return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(x)
+    if mode == "caffe":  # RGB -> BGR, then the ImageNet BGR channel means subtracted
+        x = ReverseChannels(name="rgb_to_bgr")(x)
+        return layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="caffe_means")(x)
+    return x
+
+
+def _tiny(inputs):
+    """A small CNN for CPU tests and the demo (about 0.4M parameters)."""
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
+    for index, filters in enumerate((32, 64, 128, 192)):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"block{index}_down")(x)
+        x = layers.BatchNormalization(name=f"block{index}_down_bn")(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{index}_conv_bn")(x)
+        x = layers.Activation("relu")(x)
+    # Mean and max pooling: quality cues are both global (blur) and local (blocking).
+    return layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+
+
+def _vit_s16(inputs, crop_size: int):
+    """ViT-S/16 (DeiT-S geometry: 384-d, 12 blocks, 6 heads), the paper's backbone class."""
+    if crop_size % 16:
+        raise ConfigError(f"vit_s16 needs crop_size divisible by 16, got {crop_size}")
+    dim, depth, heads = 384, 12, 6
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(dim, 16, strides=16, name="patch_embed")(x)
+    x = layers.Reshape(((crop_size // 16) ** 2, dim))(x)
+    x = ClassTokenPosition((crop_size // 16) ** 2, name="class_position")(x)
+    for block in range(depth):
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
+        y = layers.MultiHeadAttention(heads, dim // heads, name=f"block{block}_attention")(y, y)
+        x = layers.Add()([x, y])
+        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
+        y = layers.Dense(4 * dim, activation="gelu", name=f"block{block}_mlp1")(y)
+        y = layers.Dense(dim, name=f"block{block}_mlp2")(y)
+        x = layers.Add()([x, y])
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    return layers.Lambda(lambda t: t[:, 0], output_shape=lambda s: (s[0], s[2]), name="class_token_out")(x)
+
+
+def build_backbone(name: str, crop_size: int, weights: str = "none") -> keras.Model:
+    """Build backbone `name` for `crop_size` crops and load `weights`."""
+    if name not in NAMES:
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(NAMES)}")
+    weights = weights or "none"
+    is_path = weights not in ("none", "imagenet")
+    if is_path and not os.path.isfile(weights):
+        raise ConfigError(f"--weights file not found: {weights}")
+    inputs = keras.Input((crop_size, crop_size, 3), name="pixels")
+    if name in ("tiny", "vit_s16"):
+        if weights == "imagenet":
+            raise ConfigError(f"backbone {name} has no ImageNet weights in keras.applications; use --weights none or PATH")
+        features = _tiny(inputs) if name == "tiny" else _vit_s16(inputs, crop_size)
+        model = keras.Model(inputs, features, name=f"{name}_backbone")
+    else:
+        constructor, mode = APPLICATIONS[name]
+        kwargs = {"include_top": False, "pooling": "avg", "input_shape": (crop_size, crop_size, 3),
+                  "weights": "imagenet" if weights == "imagenet" else None}
+        if mode is None:
+            kwargs["include_preprocessing"] = True
+        try:
+            application = getattr(keras.applications, constructor)(**kwargs)
+        except Exception as error:  # download failures surface as several exception types
+            raise ModelError(
+                f"could not load ImageNet weights for {name} ({error.__class__.__name__}: {error}); "
+                "on a machine without internet pass --weights PATH or --weights none"
+            ) from None
+        model = keras.Model(inputs, application(_preprocess(inputs, mode)), name=f"{name}_backbone")
+        if is_path:
+            _load_weights(application, weights, name)
+        return model
+    if is_path:
+        _load_weights(model, weights, name)
+    return model
+
+
+def _load_weights(model: keras.Model, path: str, name: str) -> None:
+    try:
+        model.load_weights(path)
+    except Exception as error:  # h5py/Keras raise ValueError, KeyError, OSError...
+        raise ModelError(f"cannot load backbone weights {path} into {name}: {error}") from None

@@ -1,0 +1,106 @@
+"""Custom layers of the LML-IQA branch model (keras.ops, serialisable)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class MergeCropAxis(keras.layers.Layer):
+    """Folds the crop axis into the batch: `(batch, crops, ...)` -> `(batch * crops, ...)`."""
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        return ops.reshape(inputs, (-1,) + tuple(shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class SplitCropAxis(keras.layers.Layer):
+    """Restores the crop axis: `[(batch * crops, ...), reference (batch, crops, ...)]` -> `(batch, crops, ...)`."""
+
+    def call(self, inputs):
+        values, reference = inputs
+        ref_shape = ops.shape(reference)
+        return ops.reshape(values, (ref_shape[0], ref_shape[1]) + tuple(ops.shape(values)[1:]))
+
+    def compute_output_shape(self, input_shape):
+        values_shape, reference_shape = input_shape
+        return tuple(reference_shape[:2]) + tuple(values_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ImportancePooling(keras.layers.Layer):
+    """Image score = sum_k softmax_k(logit) * crop_score.
+
+    Inputs `[crop_scores (batch, crops), logits (batch, crops)]`; returns
+    `[score (batch,), weights (batch, crops)]`. Scores are normalised quality,
+    higher = better.
+    """
+
+    def call(self, inputs):
+        scores, logits = inputs
+        return importance_pool(scores, logits)
+
+    def compute_output_shape(self, input_shape):
+        scores_shape = input_shape[0]
+        return (scores_shape[0],), tuple(scores_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class Squeeze(keras.layers.Layer):
+    """Drops a trailing axis of size 1: `(..., 1)` -> `(...)`."""
+
+    def call(self, inputs):
+        return ops.squeeze(inputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ClassTokenPosition(keras.layers.Layer):
+    """ViT input: prepends a learned class token and adds learned position embeddings.
+
+    Input `(batch, patches, dim)`, output `(batch, patches + 1, dim)`.
+    """
+
+    def __init__(self, num_patches: int, **kwargs):
+        super().__init__(**kwargs)
+        if num_patches < 1:
+            raise ValueError(f"num_patches must be >= 1. Received: num_patches={num_patches}")
+        self.num_patches = num_patches
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.class_token = self.add_weight(shape=(1, 1, dim), initializer=init, name="class_token")
+        self.position = self.add_weight(shape=(1, self.num_patches + 1, dim), initializer=init, name="position")
+
+    def call(self, inputs):
+        batch = ops.shape(inputs)[0]
+        token = ops.broadcast_to(ops.cast(self.class_token, inputs.dtype), (batch, 1, ops.shape(inputs)[-1]))
+        return ops.concatenate([token, inputs], axis=1) + ops.cast(self.position, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_patches + 1, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_patches": self.num_patches}
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ReverseChannels(keras.layers.Layer):
+    """RGB <-> BGR: reverses the last axis (caffe-style backbones expect BGR)."""
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=-1)
+
+
+def importance_pool(scores, logits):
+    """sum_k softmax_k(logits) * scores over the last axis; returns (score, weights)."""
+    weights = ops.softmax(logits, axis=-1)
+    return ops.sum(weights * scores, axis=-1), weights
