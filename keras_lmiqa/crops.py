@@ -94,14 +94,19 @@ def crop_boxes(windows, padded_height, padded_width, crop_size: int, flip=None) 
     crop_and_resize maps box coordinate b to pixel index b * (size - 1); sample i of a
     window [a0, a1) sits at a0 + (i + 0.5) * (a1 - a0) / crop_size - 0.5. `flip` ([N]
     bool) mirrors a crop horizontally by swapping its x coordinates, at no cost.
+    Windows are assumed to hold at least one pixel (side >= 1).
     """
     y0, x0, y1, x1 = tf.unstack(windows, axis=-1)
     half_y = 0.5 * (y1 - y0) / crop_size
     half_x = 0.5 * (x1 - x0) / crop_size
     hp = tf.cast(tf.maximum(padded_height - 1, 1), tf.float32)
     wp = tf.cast(tf.maximum(padded_width - 1, 1), tf.float32)
-    top, bottom = (y0 + half_y - 0.5) / hp, (y1 - half_y - 0.5) / hp
-    left, right = (x0 + half_x - 0.5) / wp, (x1 - half_x - 0.5) / wp
+    # Upscaled windows (side < crop_size) would sample up to half a pixel outside the
+    # window, i.e. into padding: clamp the first/last samples to the window's pixels.
+    top = tf.maximum(y0 + half_y - 0.5, y0) / hp
+    bottom = tf.minimum(y1 - half_y - 0.5, y1 - 1.0) / hp
+    left = tf.maximum(x0 + half_x - 0.5, x0) / wp
+    right = tf.minimum(x1 - half_x - 0.5, x1 - 1.0) / wp
     if flip is not None:
         left, right = tf.where(flip, right, left), tf.where(flip, left, right)
     return tf.stack([top, left, bottom, right], axis=-1)

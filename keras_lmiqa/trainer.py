@@ -26,17 +26,21 @@ from keras_lmiqa.strategy import all_gather, replica_offset_and_total
 LOSS_NAMES = ("loss", "quality", "contrastive", "mutual", "mutual_mse", "mutual_kl")
 
 
-def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW with linear warm-up and cosine decay, global-norm clipping."""
+def build_schedule(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to `lr`, then cosine decay to 1% of it at the last step."""
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.lr * (0.01 if warmup else 1.0),
         decay_steps=total - warmup,
         alpha=0.01,
         warmup_target=config.lr if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def build_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
+    """AdamW on `schedule`, global-norm clipping, loss scaling under mixed precision."""
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=config.weight_decay, global_clipnorm=config.clip_norm or None
     )
@@ -61,7 +65,8 @@ class LMIQATrainer:
         # The teacher starts as a copy; its backbone weights come from the student.
         self.teacher = build_branch(config, name="teacher", weights="none")
         self.teacher.set_weights(self.student.get_weights())
-        self.optimizer = build_optimizer(config, steps_per_epoch)
+        self.schedule = build_schedule(config, steps_per_epoch)
+        self.optimizer = build_optimizer(config, self.schedule)
         self.trainable = list(self.student.trainable_variables)
         if config.branch_mode == "dml":
             self.trainable += list(self.teacher.trainable_variables)

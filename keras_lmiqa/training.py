@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 import time
 
 import keras
@@ -123,7 +122,8 @@ def train(config: TrainConfig) -> RunResult:
     strategy = resolve_strategy(config.strategy)
     chief = is_chief(strategy)
     run_dir = os.path.abspath(config.output_dir)
-    work_dir = run_dir if chief else tempfile.mkdtemp(prefix=f"lmiqa-worker{worker_id()}-")
+    # Non-chief workers keep their own backups (multi-worker checkpoints are collective).
+    work_dir = run_dir if chief else os.path.join(run_dir, f".worker-{worker_id()}")
     record = _run_record(config, dataset, split)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
@@ -143,8 +143,9 @@ def train(config: TrainConfig) -> RunResult:
 
     with strategy.scope():
         trainer = LMIQATrainer(config, steps)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+    # Bookkeeping, not model state: plain (non-mirrored) variables.
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     train_function = trainer.make_train_function(strategy)
     checkpoint = tf.train.Checkpoint(student=trainer.student, teacher=trainer.teacher,
                                      optimizer=trainer.optimizer, epoch=epoch_var, step_in_epoch=step_var)
@@ -178,12 +179,12 @@ def train(config: TrainConfig) -> RunResult:
                 count += 1
                 for name in LOSS_NAMES:
                     sums[name] += float(terms[name])
-                global_step = int(trainer.optimizer.iterations)
+                global_step = epoch * steps + step + 1
                 if global_step % LOG_EVERY == 0:
                     with writer.as_default(step=global_step):
                         for name in LOSS_NAMES:
                             tf.summary.scalar(f"train/{name}", terms[name])
-                        tf.summary.scalar("train/learning_rate", trainer.optimizer.learning_rate)
+                        tf.summary.scalar("train/learning_rate", trainer.schedule(global_step))
                 if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
                     backup(epoch, step + 1)
         except tf.errors.InvalidArgumentError as error:

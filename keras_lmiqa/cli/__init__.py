@@ -22,6 +22,9 @@ from keras_lmiqa.errors import LmiqaError
 COMMAND_MODULES = (
     "keras_lmiqa.cli.train_cmd",
     "keras_lmiqa.cli.datasets_cmd",
+    "keras_lmiqa.cli.export_cmd",
+    "keras_lmiqa.cli.serve_cmd",
+    "keras_lmiqa.cli.score_cmd",
 )
 
 

@@ -14,7 +14,8 @@ References
 Distortions
     Every type in :data:`keras_lmiqa.datasets.distortions.DISTORTIONS` (15 KADID-style
     types) at 5 levels, applied to every reference with a random generator seeded from
-    (`seed`, reference, type, level), so a build is reproducible byte for byte.
+    (`seed`, reference, type), so a build is reproducible byte for byte and the 5 levels
+    of a random type share their draws (same noise pattern, scaled).
 
 Labels (weak, full-reference, like KADIS-700k)
     For a distorted image X of reference R, both converted to full-range BT.601 YCbCr
@@ -64,6 +65,7 @@ import shutil
 import tempfile
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -208,38 +210,53 @@ def _read_built(target: str) -> Dataset:
 # --- building -----------------------------------------------------------------------
 
 
-def _rng(seed: int, reference: str, distortion: str, level: int) -> np.random.Generator:
-    key = [seed, zlib.crc32(reference.encode()), zlib.crc32(distortion.encode()), level]
+def _rng(seed: int, reference: str, distortion: str) -> np.random.Generator:
+    """A fresh generator for one (reference, distortion): every level gets the same draws."""
+    key = [seed, zlib.crc32(reference.encode()), zlib.crc32(distortion.encode())]
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
 _YCC = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
 )
+_YCC_OFFSET = np.array([0.0, 128.0, 128.0], dtype=np.float32)
+
+# Pixels (images x height x width) per MS-SSIM call: a whole 256-px reference (75
+# images) in one call; larger tiles are split to bound memory.
+_PIXELS_PER_CALL = 75 * 256 * 256
 
 
-def _label_stack(images: np.ndarray) -> np.ndarray:
+def _label_stack(tf, images):
     """(N, H, W, 3) uint8 RGB -> (N, H, W, LUMA_REPEATS + 2) float32 (Y.., Cb, Cr) in 0..255."""
-    ycc = images.astype(np.float32) @ _YCC.T
-    ycc[..., 1:] += 128.0
-    return np.concatenate([ycc[..., :1]] * LUMA_REPEATS + [ycc[..., 1:]], axis=-1)
+    rgb = tf.cast(tf.convert_to_tensor(images), tf.float32)
+    ycc = tf.tensordot(rgb, tf.constant(_YCC.T), axes=1) + tf.constant(_YCC_OFFSET)
+    return tf.concat([ycc[..., :1]] * LUMA_REPEATS + [ycc[..., 1:]], axis=-1)
 
 
 def quality_scores(reference: np.ndarray, distorted: np.ndarray) -> np.ndarray:
-    """The label `q` in [0, 1] of each distorted image, in one batched MS-SSIM call.
+    """The label `q` in [0, 1] of each distorted image, batched per reference.
+
+    All distortions of a reference go through one `tf.image.ssim_multiscale` call (the
+    reference is broadcast, so its local statistics are computed once), split only when
+    the tiles are larger than 256 pixels.
 
     Args:
         reference: (H, W, 3) uint8 RGB.
-        distorted: (N, H, W, 3) uint8 RGB, the same size.
+        distorted: (N, H, W, 3) uint8 RGB of the same size.
     """
     import tensorflow as tf
 
-    size = min(reference.shape[:2])
-    ref = np.broadcast_to(_label_stack(reference[None]), (len(distorted),) + reference.shape[:2] + (LUMA_REPEATS + 2,))
-    q = tf.image.ssim_multiscale(
-        tf.constant(np.ascontiguousarray(ref)), tf.constant(_label_stack(distorted)), max_val=255.0, filter_size=filter_size(size)
-    )
-    return np.clip(q.numpy().astype(np.float64), 0.0, 1.0)
+    h, w = reference.shape[:2]
+    if distorted.ndim != 4 or distorted.shape[1:] != reference.shape:
+        raise ValueError(f"distorted images {distorted.shape} do not match the reference {reference.shape}")
+    ref = _label_stack(tf, reference[None])
+    size = filter_size(min(h, w))
+    chunk = max(1, _PIXELS_PER_CALL // (h * w))
+    scores = []
+    for start in range(0, len(distorted), chunk):
+        batch = _label_stack(tf, distorted[start : start + chunk])
+        scores.append(tf.image.ssim_multiscale(ref, batch, max_val=255.0, filter_size=size).numpy())
+    return np.clip(np.concatenate(scores).astype(np.float64), 0.0, 1.0)
 
 
 def mos_from_quality(q):
@@ -250,8 +267,13 @@ def mos_from_quality(q):
 def _write_png(path: str, rgb: np.ndarray) -> None:
     import cv2
 
-    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise DatasetError(f"demo: cannot write {path}")
+
+
+def _write_pngs(folder: str, relatives: list[str], images: list[np.ndarray]) -> None:
+    for relative, image in zip(relatives, images):
+        _write_png(os.path.join(folder, relative), image)
 
 
 def _remove_stale_builds(parent: str, name: str) -> None:
@@ -316,20 +338,27 @@ def build(
         os.makedirs(os.path.join(tmp, "images"))
         rows = []
         progbar = keras.utils.Progbar(len(references), unit_name="reference")
-        for index, ref in enumerate(references):
-            _write_png(os.path.join(tmp, "references", f"{ref.name}.png"), ref.image)
-            distorted, keys = [], []
-            for dname in names:
-                fn = _distortions.DISTORTIONS[dname]
-                for level in _distortions.LEVELS:
-                    distorted.append(fn(ref.image, level, _rng(seed, ref.name, dname, level)))
-                    keys.append((dname, level))
-            mos = mos_from_quality(quality_scores(ref.image, np.stack(distorted)))
-            for (dname, level), image, score in zip(keys, distorted, mos):
-                relative = f"images/{ref.name}_{dname}_{level}.png"
-                _write_png(os.path.join(tmp, relative), image)
-                rows.append((relative, f"{score:.6f}", ref.name, dname, level))
-            progbar.update(index + 1)
+        # PNG encoding (OpenCV releases the GIL) overlaps the MS-SSIM of the same reference.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending = []
+            for index, ref in enumerate(references):
+                distorted, keys = [], []
+                for dname in names:
+                    fn = _distortions.DISTORTIONS[dname]
+                    for level in _distortions.LEVELS:
+                        distorted.append(fn(ref.image, level, _rng(seed, ref.name, dname)))
+                        keys.append((dname, level))
+                paths = [f"images/{ref.name}_{d}_{level}.png" for d, level in keys]
+                pending.append(writer.submit(_write_pngs, tmp, [f"references/{ref.name}.png"] + paths, [ref.image] + distorted))
+                mos = mos_from_quality(quality_scores(ref.image, np.stack(distorted)))
+                for relative, (dname, level), score in zip(paths, keys, mos):
+                    rows.append((relative, f"{score:.6f}", ref.name, dname, level))
+                for future in [f for f in pending if f.done()]:
+                    future.result()
+                    pending.remove(future)
+                progbar.update(index + 1)
+            for future in pending:
+                future.result()
         with open(os.path.join(tmp, LABELS_FILE), "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(LABEL_COLUMNS)

@@ -8,6 +8,8 @@ taking an RGB `uint8` array of shape `(H, W, 3)`, a severity `level` in 1..5 (1 
 5 = severe) and a `numpy.random.Generator` (used only by the random distortions: noise,
 motion-blur direction, colour-block placement), and returning a new RGB `uint8` array of
 the same shape. The same image, level and generator state always give the same bytes.
+The random draws do not depend on the level, so generators seeded alike give nested
+severities (the same noise pattern, scaled; the same blur direction; more blocks).
 
 Spatial parameters (blur widths, shifts, block sizes) are given for a 256-pixel image and
 scale with the short side of the input, so a level means the same visual severity at
@@ -49,6 +51,11 @@ def _param(values: tuple, level: int):
 def _scale(image: np.ndarray) -> float:
     """Spatial scale of `image` relative to the 256-pixel design size."""
     return min(image.shape[:2]) / 256.0
+
+
+def _resample_factor(factor: float, image: np.ndarray) -> float:
+    """A downsampling factor given at 256 px, scaled so it stays above 1 at any size."""
+    return 1.0 + (factor - 1.0) * _scale(image)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -103,17 +110,17 @@ def motion_blur(image: np.ndarray, level: int, rng: np.random.Generator) -> np.n
 
 
 def gaussian_noise(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Additive white Gaussian noise, independent per channel, sigma 4 .. 32 grey levels."""
+    """Additive white Gaussian noise, independent per channel, sigma 5 .. 40 grey levels."""
     _check(image, level)
-    sigma = _param((4.0, 8.0, 13.0, 20.0, 32.0), level)
-    noise = rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
-    return _to_uint8(image.astype(np.float32) + noise)
+    sigma = _param((5.0, 10.0, 16.0, 25.0, 40.0), level)
+    noise = rng.standard_normal(size=image.shape, dtype=np.float32)
+    return _to_uint8(image.astype(np.float32) + np.float32(sigma) * noise)
 
 
 def impulse_noise(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Salt-and-pepper noise: 0.5 % .. 12 % of the pixels set to black or white."""
+    """Salt-and-pepper noise: 0.5 % .. 10 % of the pixels set to black or white."""
     _check(image, level)
-    amount = _param((0.005, 0.015, 0.035, 0.07, 0.12), level)
+    amount = _param((0.005, 0.012, 0.025, 0.05, 0.1), level)
     u = rng.random(image.shape[:2])
     out = image.copy()
     out[u < amount / 2] = 0
@@ -159,7 +166,7 @@ def webp(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
 def jpeg_chroma(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
     """Chroma-only loss: the colour planes are downsampled 2 .. 12 times (nearest)."""
     _check(image, level)
-    factor = _param((2.0, 3.0, 5.0, 8.0, 12.0), level) * _scale(image)
+    factor = _resample_factor(_param((2.0, 3.0, 5.0, 8.0, 12.0), level), image)
     ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
     h, w = image.shape[:2]
     small = cv2.resize(ycc[..., 1:], (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
@@ -169,7 +176,7 @@ def jpeg_chroma(image: np.ndarray, level: int, rng: np.random.Generator) -> np.n
 
 def _supports(ext: str) -> bool:
     try:
-        ok, buffer = cv2.imencode(ext, np.full((16, 16, 3), 128, np.uint8))
+        ok, buffer = cv2.imencode(ext, np.full((128, 128, 3), 128, np.uint8))
         return bool(ok) and cv2.imdecode(buffer, cv2.IMREAD_COLOR) is not None
     except cv2.error:
         return False
@@ -191,9 +198,9 @@ def desaturate(image: np.ndarray, level: int, rng: np.random.Generator) -> np.nd
 
 
 def contrast(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Contrast loss: blend towards the mean grey, keeping 75 % .. 20 % of the contrast."""
+    """Contrast loss: blend towards the mean grey, keeping 80 % .. 35 % of the contrast."""
     _check(image, level)
-    keep = _param((0.75, 0.58, 0.43, 0.3, 0.2), level)
+    keep = _param((0.8, 0.68, 0.56, 0.45, 0.35), level)
     x = image.astype(np.float32)
     mean = float(_luma(image).mean())
     return _to_uint8(mean + keep * (x - mean))
@@ -213,18 +220,18 @@ def brighten(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndar
 
 
 def darken(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Under-exposure: gamma 1.4 .. 4 on RGB with a gain loss, crushing the shadows."""
+    """Under-exposure: gamma 1.3 .. 3 on RGB with a gain loss, crushing the shadows."""
     _check(image, level)
-    gamma = _param((1.4, 1.8, 2.3, 3.0, 4.0), level)
-    gain = _param((1.0, 0.95, 0.9, 0.82, 0.72), level)
+    gamma = _param((1.3, 1.6, 2.0, 2.5, 3.0), level)
+    gain = _param((1.0, 0.96, 0.92, 0.87, 0.8), level)
     x = image.astype(np.float32) / 255.0
     return _to_uint8(255.0 * gain * np.power(x, gamma))
 
 
 def chromatic_aberration(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Lateral colour shift: red moved right and blue moved left by 1 .. 8 pixels (at 256 px)."""
+    """Lateral colour shift: red moved right and blue moved left by 0.5 .. 4 pixels (at 256 px, sub-pixel shifts interpolated)."""
     _check(image, level)
-    shift = _param((1.0, 2.0, 3.0, 5.0, 8.0), level) * _scale(image)
+    shift = _param((0.5, 1.0, 1.75, 2.75, 4.0), level) * _scale(image)
     h, w = image.shape[:2]
     out = image.copy()
     for channel, dx in ((0, shift), (2, -shift)):
@@ -239,41 +246,73 @@ def chromatic_aberration(image: np.ndarray, level: int, rng: np.random.Generator
 
 
 def pixelate(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Pixelation: area-downsample by 2 .. 9 (at 256 px), nearest-upsample back."""
+    """Pixelation: each block of 2 .. 9 pixels square (at 256 px, at least 2) takes its mean.
+
+    The block grid is offset by half a block, so it does not line up with the dyadic
+    pyramid of MS-SSIM (which would hide aligned 4- or 8-pixel blocks at coarse scales).
+    """
     _check(image, level)
-    factor = _param((2.0, 3.0, 4.0, 6.0, 9.0), level) * _scale(image)
+    block = max(2, int(round(_param((2, 3, 4, 6, 9), level) * _scale(image))))
     h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    offset = block // 2
+    rows = -(-(h + offset) // block)
+    cols = -(-(w + offset) // block)
+    padded = cv2.copyMakeBorder(
+        image, offset, rows * block - h - offset, offset, cols * block - w - offset, cv2.BORDER_REPLICATE
+    )
+    means = padded.reshape(rows, block, cols, block, 3).astype(np.float32).mean(axis=(1, 3))
+    blocks = np.repeat(np.repeat(_to_uint8(means), block, axis=0), block, axis=1)
+    return np.ascontiguousarray(blocks[offset : offset + h, offset : offset + w])
 
 
 def quantization(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Posterisation: uniform quantisation to 24 .. 3 levels per channel."""
+    """Posterisation: each channel reduced to 12 .. 3 tones, placed by its histogram.
+
+    The tone boundaries are the channel's quantiles (equal pixel counts per tone) and
+    each tone is the mean of its pixels, so the severity does not hinge on where a fixed
+    grid falls in a low-contrast histogram.
+    """
     _check(image, level)
-    levels = _param((24, 14, 8, 5, 3), level)
-    x = image.astype(np.float32)
-    step = 256.0 / levels
-    return _to_uint8((np.floor(x / step) + 0.5) * step)
+    tones = _param((12, 8, 6, 4, 3), level)
+    out = np.empty_like(image)
+    for channel in range(3):
+        values = image[..., channel]
+        counts = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+        cumulative = np.cumsum(counts) / counts.sum()
+        # bin of each grey value: the quantile interval its cumulative share falls in
+        bins = np.minimum((cumulative - counts / counts.sum() / 2) * tones, tones - 1).astype(np.int64)
+        grey = np.arange(256, dtype=np.float64)
+        sums = np.bincount(bins, weights=counts * grey, minlength=tones)
+        totals = np.bincount(bins, weights=counts, minlength=tones)
+        means = np.where(totals > 0, sums / np.maximum(totals, 1), 0.0)
+        lut = np.clip(np.rint(means[bins]), 0, 255).astype(np.uint8)
+        out[..., channel] = lut[values]
+    return out
 
 
 def color_block(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Local patch artifacts: 2 .. 20 random-colour square blocks of side 1/10 of the image."""
+    """Local patch artifacts: 1 .. 11 random-colour square blocks of side 1/10 of the image.
+
+    The placements and colours of all 11 blocks are always drawn, and level k pastes the
+    first few, so with equally seeded generators a higher level adds blocks.
+    """
     _check(image, level)
-    count = _param((2, 5, 9, 14, 20), level)
+    count = _param((1, 2, 4, 7, 11), level)
     h, w = image.shape[:2]
     side = max(2, round(min(h, w) / 10))
+    ys = rng.integers(0, h - side + 1, size=11)
+    xs = rng.integers(0, w - side + 1, size=11)
+    colours = rng.integers(0, 256, size=(11, 3)).astype(np.uint8)
     out = image.copy()
-    for _ in range(count):
-        y = int(rng.integers(0, h - side + 1))
-        x = int(rng.integers(0, w - side + 1))
-        out[y : y + side, x : x + side] = rng.integers(0, 256, size=3, dtype=np.int64).astype(np.uint8)
+    for y, x, colour in list(zip(ys, xs, colours))[:count]:
+        out[y : y + side, x : x + side] = colour
     return out
 
 
 def sharpen(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Over-sharpening: unsharp mask (sigma 1.5 px at 256 px), amount 1 .. 7, with overshoot clipping."""
+    """Over-sharpening: unsharp mask (sigma 1.5 px at 256 px), amount 0.8 .. 4.5, with overshoot clipping."""
     _check(image, level)
-    amount = _param((1.0, 2.0, 3.2, 4.8, 7.0), level)
+    amount = _param((0.8, 1.5, 2.3, 3.2, 4.5), level)
     sigma = 1.5 * _scale(image)
     x = image.astype(np.float32)
     blurred = cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)

@@ -36,14 +36,18 @@ def _preprocess(x, mode: str | None):
 
 
 def _tiny(inputs):
-    """A small CNN for CPU tests and the demo (about 0.4M parameters)."""
+    """A small CNN for CPU tests and the demo (about 0.8M parameters).
+
+    Batch statistics are synchronised across replicas, so a replicated step equals
+    the single-device step on the same global batch.
+    """
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
     for index, filters in enumerate((32, 64, 128, 192)):
         x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"block{index}_down")(x)
-        x = layers.BatchNormalization(name=f"block{index}_down_bn")(x)
+        x = layers.BatchNormalization(synchronized=True, name=f"block{index}_down_bn")(x)
         x = layers.Activation("relu")(x)
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{index}_conv_bn")(x)
+        x = layers.BatchNormalization(synchronized=True, name=f"block{index}_conv_bn")(x)
         x = layers.Activation("relu")(x)
     # Mean and max pooling: quality cues are both global (blur) and local (blocking).
     return layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])

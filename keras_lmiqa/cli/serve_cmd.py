@@ -1,0 +1,43 @@
+"""`lmiqa serve`: the development server (TF Serving's gRPC + REST APIs) over an export.
+
+    lmiqa serve --export-dir EXPORTS/lmiqa [--port 8500] [--rest-port 8501] [--host 127.0.0.1]
+
+For development and tests only; production runs TF Serving (serving/README.md). Prints
+`serving lmiqa versions [..] on HOST:PORT` once ready; SIGINT/SIGTERM stop it cleanly.
+Port 0 picks a free port (printed on the ready line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    from keras_lmiqa.serving.local_server import LocalServer, serve_until_signalled
+
+    server = LocalServer(args.export_dir, port=args.port, rest_port=args.rest_port, host=args.host,
+                         model_name=args.model_name, poll_seconds=args.poll_seconds,
+                         max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * 2 ** 20))
+    serve_until_signalled(server, ready=lambda line: print(line, flush=True, file=sys.stdout))
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("serve", help="development server with TF Serving's gRPC/REST APIs",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export-dir", required=True, metavar="DIR",
+                        help="export base folder holding numeric version folders (DIR/1, DIR/2, ...)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port, 0 = any free port (default 8500)")
+    parser.add_argument("--rest-port", type=int, default=None, metavar="PORT",
+                        help="also serve the REST API on PORT (0 = any free port); off by default")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it on the network)")
+    parser.add_argument("--model-name", default="lmiqa", help="model name clients ask for (default lmiqa)")
+    parser.add_argument("--poll-seconds", type=float, default=2.0,
+                        help="how often to look for new version folders; 0 disables (default 2)")
+    parser.add_argument("--max-batch-size", type=int, default=64, help="largest batch per request (default 64)")
+    parser.add_argument("--max-request-mb", type=float, default=32.0,
+                        help="largest request message in MiB (default 32)")
+    parser.set_defaults(func=run)
+    return parser

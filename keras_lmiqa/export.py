@@ -1,0 +1,354 @@
+"""SavedModel export: encoded images (or pixels) in, quality out, all inside the graph.
+
+`export_model(model.keras, EXPORTS/lmiqa)` writes `EXPORTS/lmiqa/<version>/`, the layout
+TF Serving watches. The version folder is written beside its final place
+(`.tmp-<version>-xxxx`, a name TF Serving ignores) and renamed into place, so a server
+never loads a half-written version. It holds
+
+    saved_model.pb, variables/     a `tf.Module` tracking the branch model, with signatures
+      serving_default  images  tf.string [batch]             encoded JPEG/PNG/BMP/GIF
+      score_pixels     pixels  uint8 [batch, H, W, 3]         decoded images of one size
+    assets.extra/lmiqa_metadata.json        dataset, score scale and direction, crops, ...
+    assets.extra/tf_serving_warmup_requests one PredictionLog for `--enable_model_warmup`
+
+Both signatures return
+    score          float32 [batch]        normalised quality in [0, 1], higher = better
+    mos            float32 [batch]        the score on the training dataset's own scale
+                                          and direction (MOS or DMOS, see the metadata)
+    crop_scores    float32 [batch, G]     per-crop quality of the G inference windows
+    crop_weights   float32 [batch, G]     importance weights (softmax), sum to 1
+    crop_windows   float32 [batch, G, 4]  windows [y0, x0, y1, x1] in image pixels
+    crop_saliency  float32 [batch, G]     mean spectral-residual saliency per window
+
+Decoding, the crop grid, saliency, crop cutting and the importance-weighted average run
+in the graph exactly as `keras_lmiqa.evaluation.predict_quality` runs them: images of
+one request are zero-padded to the largest, like tf.data's `padded_batch`. A bad image
+fails the whole request with INVALID_ARGUMENT naming the problem (`images[2] is empty`,
+`image exceeds the pixel limit`); no score is made up. The metadata JSON is the
+documented form; the module's `metadata()` function returns the same JSON string.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_lmiqa import artifacts
+from keras_lmiqa.config import TrainConfig, from_dict
+from keras_lmiqa.crops import cut_crops
+from keras_lmiqa.datasets.records import ScoreScale
+from keras_lmiqa.errors import ConfigError, ModelError
+from keras_lmiqa.pipeline import decode_image, inference_elements
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "lmiqa"
+ASSETS_EXTRA = "assets.extra"
+METADATA_FILE = "lmiqa_metadata.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+METADATA_FORMAT = 1
+OUTPUT_KEYS = ("score", "mos", "crop_scores", "crop_weights", "crop_windows", "crop_saliency")
+# Leading bytes of the formats tf.io.decode_image reads.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
+# ---------------------------------------------------------------- graph functions
+
+
+def _check_encoded(contents, index):
+    """Asserts one encoded image is non-empty and in a known format; returns it."""
+    empty = tf.debugging.Assert(
+        tf.strings.length(contents) > 0, [tf.strings.format("images[{}] is empty", index)])
+    with tf.control_dependencies([empty]):
+        known = tf.reduce_any(tf.stack([tf.strings.substr(contents, 0, len(m)) == m for m in _MAGIC]))
+        format_ok = tf.debugging.Assert(
+            known, [tf.strings.format("images[{}] is not a JPEG, PNG, GIF or BMP image", index)])
+    with tf.control_dependencies([format_ok]):
+        return tf.identity(contents)
+
+
+def decode_batch(images, config: TrainConfig):
+    """Encoded images [B] -> (padded pixels [B, Hmax, Wmax, 3] uint8, windows [B, G, 4], saliency [B, G]).
+
+    Each image is decoded, gridded and its saliency computed on its own pixels; the
+    batch is then zero-padded at the bottom/right, as `inference_dataset` pads.
+    """
+    count = config.inference_crops
+
+    def one(args):
+        contents, index = args
+        image = decode_image(_check_encoded(contents, index), config.max_pixels)
+        windows, saliency = inference_elements(image, config)
+        return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
+
+    images = tf.convert_to_tensor(images, tf.string)
+    decoded, windows, saliency = tf.map_fn(
+        one, (images, tf.range(tf.shape(images)[0])),
+        fn_output_signature=(tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
+                             tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32)))
+    return decoded.to_tensor(), windows, saliency
+
+
+def pixel_batch(pixels, config: TrainConfig):
+    """Decoded images [B, H, W, 3] uint8 (one size) -> (pixels, windows [B, G, 4], saliency [B, G])."""
+    pixels = tf.convert_to_tensor(pixels, tf.uint8)
+    shape = tf.shape(pixels, out_type=tf.int64)
+    checks = [
+        tf.debugging.assert_positive(shape[1] * shape[2], message="pixels is empty (zero height or width)"),
+        tf.debugging.assert_less_equal(shape[1] * shape[2], tf.constant(config.max_pixels, tf.int64),
+                                       message="image exceeds the pixel limit (max_pixels)"),
+    ]
+    with tf.control_dependencies(checks):
+        pixels = tf.identity(pixels)
+    count = config.inference_crops
+    windows, saliency = tf.map_fn(
+        lambda image: inference_elements(image, config), pixels,
+        fn_output_signature=(tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32)))
+    return pixels, windows, saliency
+
+
+def score_images(model, config: TrainConfig, scale: ScoreScale, pixels, windows, saliency) -> dict:
+    """Cut the grid crops, run the branch and map the score to the dataset's scale."""
+    outputs = model(cut_crops(pixels, windows, config.crop_size), training=False)
+    score = tf.cast(outputs["score"], tf.float32)
+    unit = score if scale.higher_better else 1.0 - score
+    return {
+        "score": score,
+        "mos": scale.low + unit * (scale.high - scale.low),
+        "crop_scores": tf.cast(outputs["crop_scores"], tf.float32),
+        "crop_weights": tf.cast(outputs["crop_weights"], tf.float32),
+        "crop_windows": windows,
+        "crop_saliency": saliency,
+    }
+
+
+class LMIQAModule(tf.Module):
+    """The exported object: the branch model and the scoring functions around it.
+
+    Args:
+        model: the branch (`build_branch`): crops (batch, crops, S, S, 3) uint8 -> dict.
+        config: the run's `TrainConfig` (crop size, scales, grid, saliency, pixel limit).
+        scale: the training dataset's `ScoreScale` (for the `mos` output).
+        metadata: a JSON-serialisable dict returned by `metadata()` as a JSON string.
+
+    `serving_default(images)` takes encoded images tf.string [batch];
+    `score_pixels(pixels)` uint8 [batch, H, W, 3]. Both return `OUTPUT_KEYS`.
+    """
+
+    def __init__(self, model, config: TrainConfig, scale: ScoreScale, metadata: dict, **kwargs):
+        super().__init__(name=kwargs.pop("name", MODEL_NAME), **kwargs)
+        self.model = model
+        self._config = config
+        self._scale = scale
+        self._metadata_json = json.dumps(metadata, sort_keys=True)
+        self.serving_default = tf.function(
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        self.score_pixels = tf.function(
+            self._serve_pixels, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")])
+        self.metadata = tf.function(self._metadata, input_signature=[])
+
+    def _serve_bytes(self, images):
+        return score_images(self.model, self._config, self._scale, *decode_batch(images, self._config))
+
+    def _serve_pixels(self, pixels):
+        return score_images(self.model, self._config, self._scale, *pixel_batch(pixels, self._config))
+
+    def _metadata(self):
+        return {"json": tf.constant(self._metadata_json)}
+
+
+# ---------------------------------------------------------------- loading a run
+
+
+def load_branch(model_path: str):
+    """Load a branch `model.keras` (safe mode); ModelError naming the file if it cannot."""
+    if not os.path.isfile(model_path):
+        raise ModelError(f"model file not found: {model_path}")
+    import keras_lmiqa.models  # noqa: F401  (registers the custom layers)
+
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # zipfile, h5py, JSON and Keras errors all mean "unreadable"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"cannot load model {model_path} (corrupt or partial file?): {reason}") from None
+    if not isinstance(model.output, dict) or "score" not in model.output:
+        raise ModelError(f"{model_path} is not an LML-IQA branch model (no 'score' output)")
+    return model
+
+
+def read_run_record(config_path: str) -> tuple[TrainConfig, ScoreScale, dict]:
+    """The run's config.json -> (TrainConfig, ScoreScale, the whole record)."""
+    if not os.path.isfile(config_path):
+        raise ModelError(f"run config not found: {config_path} (expected config.json beside the model)")
+    try:
+        record = artifacts.read_json(config_path)
+        config = from_dict(record["config"])
+        scale = ScoreScale(**record["dataset"]["scale"])
+    except (ValueError, KeyError, TypeError, ConfigError) as error:
+        raise ModelError(f"invalid run config {config_path}: {error}") from None
+    return config, scale, record
+
+
+def build_metadata(config: TrainConfig, scale: ScoreScale, record: dict) -> dict:
+    """What `lmiqa_metadata.json` holds (without the export time)."""
+    dataset = record.get("dataset", {})
+    return {
+        "format": METADATA_FORMAT,
+        "model_name": MODEL_NAME,
+        "dataset": {"name": dataset.get("name", config.dataset), "scale": scale.to_dict()},
+        "score": {"range": [0.0, 1.0], "higher_better": True,
+                  "mos": {"low": scale.low, "high": scale.high, "higher_better": scale.higher_better,
+                          "kind": scale.kind}},
+        "crops": {"crop_size": config.crop_size, "scales": list(config.scales), "grid_size": config.grid_size,
+                  "grid_windows": config.inference_crops, "saliency_long_side": config.saliency_long_side,
+                  "max_pixels": config.max_pixels},
+        "model": {"backbone": config.backbone, "branch": config.export_branch},
+        "signatures": {"serving_default": {"inputs": {"images": "string [batch]"}},
+                       "score_pixels": {"inputs": {"pixels": "uint8 [batch, H, W, 3]"}},
+                       "outputs": list(OUTPUT_KEYS)},
+        "commit": record.get("commit"),
+        "versions": {**record.get("versions", {}), "export": {"tensorflow": tf.__version__,
+                                                              "keras": keras.__version__}},
+    }
+
+
+def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
+    """Load a run's branch and config into an `LMIQAModule`; returns it and its metadata."""
+    model_path = os.fspath(model_path)
+    config_path = config_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+    config, scale, record = read_run_record(config_path)
+    model = load_branch(model_path)
+    input_side = model.inputs[0].shape[2]
+    if input_side is not None and input_side != config.crop_size:
+        raise ModelError(f"{model_path} takes {input_side}px crops but {config_path} says crop_size={config.crop_size}")
+    metadata = build_metadata(config, scale, record)
+    return LMIQAModule(model, config, scale, metadata), metadata
+
+
+# ---------------------------------------------------------------- versions
+
+
+def version_dirs(export_dir: str) -> list[str]:
+    """Version folders under `export_dir` (numeric names only), oldest version first."""
+    if not os.path.isdir(export_dir):
+        return []
+    found = [(int(name), os.path.join(export_dir, name)) for name in os.listdir(export_dir)
+             if name.isdigit() and os.path.isdir(os.path.join(export_dir, name))]
+    return [path for _, path in sorted(found)]
+
+
+def latest_version(export_dir: str) -> int | None:
+    """The highest numeric version under `export_dir`, or None."""
+    dirs = version_dirs(export_dir)
+    return int(os.path.basename(dirs[-1])) if dirs else None
+
+
+def read_metadata(version_dir: str) -> dict:
+    """The export's `assets.extra/lmiqa_metadata.json`."""
+    path = os.path.join(version_dir, ASSETS_EXTRA, METADATA_FILE)
+    if not os.path.isfile(path):
+        raise ModelError(f"no LML-IQA metadata in {version_dir} (missing {ASSETS_EXTRA}/{METADATA_FILE})")
+    try:
+        return artifacts.read_json(path)
+    except ValueError as error:
+        raise ModelError(f"invalid metadata {path}: {error}") from None
+
+
+# ---------------------------------------------------------------- writing
+
+
+def warmup_image() -> bytes:
+    """A small PNG (a colour gradient, 48 x 64) for the warm-up request."""
+    y, x = tf.meshgrid(tf.range(48) * 5, tf.range(64) * 4, indexing="ij")
+    image = tf.cast(tf.stack([y, x, tf.fill([48, 64], 128)], axis=-1), tf.uint8)
+    return tf.io.encode_png(image).numpy()
+
+
+def warmup_record(contents: bytes) -> bytes:
+    """A serialised PredictionLog: a `serving_default` PredictRequest with one image."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([contents], dtype=tf.string, shape=[1]))
+    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString()
+
+
+def _next_version(export_dir: str, version) -> int:
+    if version is None:
+        return (latest_version(export_dir) or 0) + 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"version must be a positive integer, got {version!r}")
+    return version
+
+
+def export_model(model_path, export_dir, version: int | None = None, overwrite: bool = False,
+                 config_path: str | None = None) -> str:
+    """Write the SavedModel of a run's `model.keras` to `<export_dir>/<version>/`; returns that folder.
+
+    `version` defaults to one above the highest present (1 for a new folder). An
+    existing version is refused unless `overwrite`. `config_path` defaults to the
+    config.json beside the model.
+    """
+    started = time.time()
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    version = _next_version(export_dir, version)
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise ModelError(f"version {version} already exists: {final}; pass --overwrite (overwrite=True) "
+                         "to replace it, or choose another --version")
+    module, metadata = build_module(os.fspath(model_path), config_path)
+    os.makedirs(export_dir, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        contents = warmup_image()
+        module.serving_default(tf.constant([contents]))  # traces, and checks the warm-up request runs
+        tf.saved_model.save(module, temporary, signatures={
+            "serving_default": module.serving_default, "score_pixels": module.score_pixels})
+        extra = os.path.join(temporary, ASSETS_EXTRA)
+        os.makedirs(extra, exist_ok=True)
+        metadata = {**metadata, "version": version, "source_model": os.path.abspath(os.fspath(model_path)),
+                    "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        artifacts.write_json(os.path.join(extra, METADATA_FILE), metadata)
+        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+            writer.write(warmup_record(contents))
+        os.chmod(temporary, 0o755)  # mkdtemp makes it private; a server may run as another user
+        _move_into_place(temporary, final, overwrite)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    logger.info("exported %s to %s in %.1fs", model_path, final, time.time() - started)
+    return final
+
+
+def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
+    old = None
+    if os.path.exists(final):
+        if not overwrite:
+            raise ModelError(f"version folder appeared while exporting: {final}")
+        old = tempfile.mkdtemp(prefix=f".tmp-old-{os.path.basename(final)}-", dir=os.path.dirname(final))
+        os.rename(final, os.path.join(old, "previous"))
+    try:
+        os.rename(temporary, final)
+    except OSError as error:
+        if old is not None:  # put the previous version back
+            os.rename(os.path.join(old, "previous"), final)
+        raise ModelError(f"cannot move the export into place at {final}: {error}") from None
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = [
+    "LMIQAModule", "OUTPUT_KEYS", "build_module", "decode_batch", "export_model", "latest_version",
+    "load_branch", "pixel_batch", "read_metadata", "read_run_record", "score_images", "version_dirs",
+]

@@ -1,0 +1,170 @@
+"""`load_scorer(path)`: score images in-process with an export or a trained model.
+
+`path` is a run's `model.keras` (with its config.json beside it), a SavedModel version
+folder, or an export base folder (its latest version is used). Either way the same
+graph scores the images: a `.keras` is wrapped in the export's `LMIQAModule`, an
+export runs its `serving_default` / `score_pixels` signatures.
+
+    scorer = load_scorer("exports/lmiqa")
+    scorer.score(["a.jpg", open("b.png", "rb").read(), pixels])  # float32 [3], higher = better
+    scorer.score_mos(["a.jpg"])                                   # on the dataset's scale
+    scorer.explain("a.jpg")                                       # crop windows, scores, weights
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lmiqa import export as export_lib
+from keras_lmiqa.errors import ImageError, ModelError
+
+DEFAULT_BATCH_SIZE = 32  # as `evaluation.predict_quality`, so file scores match it exactly
+
+
+class Scorer:
+    """Scores images with an LML-IQA model.
+
+    Args:
+        score_bytes: callable, encoded images tf.string [batch] -> dict of `OUTPUT_KEYS`.
+        score_pixels: callable, uint8 [batch, H, W, 3] -> the same dict.
+        metadata: the export metadata (dataset, score scale, crops).
+        source: where the model came from (for messages).
+        batch_size: images per call (encoded images of a call are padded to the largest).
+        owner: an object to keep alive with the callables (the loaded SavedModel).
+
+    Scores are normalised quality in [0, 1], higher = better; `score_mos` maps them to the
+    training dataset's scale and direction (`metadata["dataset"]["scale"]`).
+    """
+
+    def __init__(self, score_bytes, score_pixels, metadata: dict, source: str,
+                 batch_size: int = DEFAULT_BATCH_SIZE, owner=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+        self._score_bytes = score_bytes
+        self._score_pixels = score_pixels
+        self.metadata = metadata
+        self.source = source
+        self.batch_size = batch_size
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        return f"Scorer({self.source!r})"
+
+    def score(self, images) -> np.ndarray:
+        """Normalised quality (higher = better) of each image: float32 [N]."""
+        return self.run(images)["score"]
+
+    def score_mos(self, images) -> np.ndarray:
+        """Quality on the training dataset's scale and direction: float32 [N]."""
+        return self.run(images)["mos"]
+
+    def explain(self, image) -> dict:
+        """One image's score and its crops: windows [G, 4] ([y0, x0, y1, x1] pixels), crop
+        scores, importance weights and saliency [G], score and mos (floats)."""
+        out = self.run([image])
+        return {
+            "score": float(out["score"][0]),
+            "mos": float(out["mos"][0]),
+            "windows": out["crop_windows"][0],
+            "crop_scores": out["crop_scores"][0],
+            "crop_weights": out["crop_weights"][0],
+            "crop_saliency": out["crop_saliency"][0],
+        }
+
+    def run(self, images) -> dict:
+        """All outputs (`export.OUTPUT_KEYS`) for a list of paths, bytes or uint8 HxWx3 arrays."""
+        if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
+            raise ImageError("images must be a list of paths, bytes or arrays (wrap a single image in a list)")
+        items = [_normalise(item, index) for index, item in enumerate(images)]
+        if not items:
+            return _empty(self.metadata["crops"]["grid_windows"])
+        results: list[dict | None] = [None] * len(items)
+        encoded = [i for i, item in enumerate(items) if isinstance(item[0], bytes)]
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start:start + self.batch_size]
+            self._call(self._score_bytes, [items[i] for i in chunk], chunk, results, encoded=True)
+        by_shape: dict = {}
+        for i, item in enumerate(items):
+            if not isinstance(item[0], bytes):
+                by_shape.setdefault(item[0].shape, []).append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                self._call(self._score_pixels, [items[i] for i in chunk], chunk, results, encoded=False)
+        return {key: np.stack([r[key] for r in results]) for key in export_lib.OUTPUT_KEYS}
+
+    def _call(self, fn, chunk, indices, results, encoded: bool) -> None:
+        values = [value for value, _ in chunk]
+        batch = tf.constant(values, tf.string) if encoded else tf.constant(np.stack(values))
+        try:
+            out = fn(batch)
+        except tf.errors.InvalidArgumentError as error:
+            if len(chunk) > 1:  # find and name the image that failed
+                for item, index in zip(chunk, indices):
+                    self._call(fn, [item], [index], results, encoded)
+            labels = ", ".join(label for _, label in chunk)
+            raise ImageError(f"cannot score {labels}: {_reason(error)}") from None
+        out = {key: np.asarray(out[key]) for key in export_lib.OUTPUT_KEYS}
+        for row, index in enumerate(indices):
+            results[index] = {key: value[row] for key, value in out.items()}
+
+
+def _reason(error) -> str:
+    lines = [line for line in error.message.splitlines() if line.strip()]
+    for line in lines:
+        if "assertion failed" in line or "pixel limit" in line or "images[" in line:
+            return line.strip()
+    return lines[0].strip() if lines else type(error).__name__
+
+
+def _normalise(item, index: int):
+    """(bytes or uint8 [H, W, 3] array, label for messages)."""
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read(), path
+        except OSError as error:
+            raise ImageError(f"cannot read image {path}: {error.strerror or error}") from None
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item), f"images[{index}] (bytes)"
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[-1] != 3:
+            raise ImageError(f"images[{index}]: arrays must be uint8 [H, W, 3], got {item.dtype} {list(item.shape)}")
+        return np.ascontiguousarray(item), f"images[{index}] (array)"
+    raise ImageError(f"images[{index}]: expected a path, bytes or a uint8 array, got {type(item).__name__}")
+
+
+def _empty(count: int) -> dict:
+    shapes = {"score": [0], "mos": [0], "crop_scores": [0, count], "crop_weights": [0, count],
+              "crop_windows": [0, count, 4], "crop_saliency": [0, count]}
+    return {key: np.zeros(shapes[key], np.float32) for key in export_lib.OUTPUT_KEYS}
+
+
+def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None) -> Scorer:
+    """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        module, metadata = export_lib.build_module(path, config_path)
+        return Scorer(module.serving_default, module.score_pixels, metadata, path, batch_size, owner=module)
+    if not os.path.isdir(path):
+        raise ModelError(f"model not found: {path} (expected a model.keras, a SavedModel version folder "
+                         "or an export folder)")
+    version_dir = path
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        dirs = export_lib.version_dirs(path)
+        if not dirs:
+            raise ModelError(f"{path} holds no SavedModel and no numeric version folders")
+        version_dir = dirs[-1]
+    metadata = export_lib.read_metadata(version_dir)
+    try:
+        loaded = tf.saved_model.load(version_dir)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ModelError(f"cannot load SavedModel {version_dir}: {error}") from None
+    by_bytes = loaded.signatures["serving_default"]
+    by_pixels = loaded.signatures["score_pixels"]
+    return Scorer(lambda images: by_bytes(images=images), lambda pixels: by_pixels(pixels=pixels),
+                  metadata, version_dir, batch_size, owner=loaded)

@@ -1,0 +1,168 @@
+"""Development server: TF Serving's gRPC and REST APIs over an LML-IQA export folder.
+
+    lmiqa serve --export-dir exports/lmiqa --port 8500 --rest-port 8501
+
+This is for development and tests, where `tensorflow_model_server` is not installed.
+Production is TF Serving itself (see serving/README.md): this server has no request
+batching across clients, no warmup, no monitoring and no TLS, and it binds 127.0.0.1
+unless told otherwise.
+
+What it shares with TF Serving: the PredictionService (Predict, GetModelMetadata) and
+ModelService (GetModelStatus) protos, the REST routes and JSON shapes, the status codes,
+and version handling: numeric version folders, `.tmp-*` folders ignored, the latest
+version by default or `model_spec.version`, and new version folders picked up by polling
+(every 2 s by default) without failing requests in flight. Every version present is
+served (TF Serving's `all` policy); deleting a version folder unloads it.
+
+Request limits: batches of 1..`max_batch_size` (64) images, messages up to
+`max_request_bytes` (32 MiB; gRPC answers RESOURCE_EXHAUSTED, REST 413). Bad input
+answers INVALID_ARGUMENT with a message and the server stays up.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+
+from keras_lmiqa.errors import ModelError, ServingError
+from keras_lmiqa.serving.grpc_service import add_services
+from keras_lmiqa.serving.model_repository import ModelRepository
+from keras_lmiqa.serving.predictor import Predictor
+from keras_lmiqa.serving.rest_server import make_rest_server
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class LocalServer:
+    """gRPC (+ optional REST) development server for one exported model.
+
+    Args:
+        export_dir: folder of numeric SavedModel version folders (`<export_dir>/<N>/`).
+        port: gRPC port; 0 picks a free one (read `server.port` after `start()`).
+        rest_port: REST port (0 = pick a free one); None disables REST. Defaults to None.
+        host: address to bind. Defaults to "127.0.0.1" (loopback only).
+        model_name: name clients ask for. Defaults to "lmiqa".
+        poll_seconds: version folder polling interval; <= 0 disables polling. Defaults to 2.
+        max_batch_size: largest batch per request. Defaults to 64.
+        max_request_bytes: largest request message / body. Defaults to 32 MiB.
+        workers: request threads. Defaults to 8.
+    """
+
+    def __init__(self, export_dir: str, port: int = 8500, rest_port: int | None = None, host: str = "127.0.0.1",
+                 model_name: str = "lmiqa", poll_seconds: float = 2.0, max_batch_size: int = 64,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, workers: int = 8):
+        self.repository = ModelRepository(export_dir, model_name, poll_seconds)
+        self.predictor = Predictor(self.repository, max_batch_size)
+        self.host = host
+        self.requested_port = int(port)
+        self.requested_rest_port = rest_port
+        self.max_request_bytes = int(max_request_bytes)
+        self.workers = int(workers)
+        self.port: int | None = None
+        self.rest_port: int | None = None
+        self._grpc: grpc.Server | None = None
+        self._rest = None
+        self._rest_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def model_name(self) -> str:
+        return self.repository.model_name
+
+    def versions(self) -> list[int]:
+        return self.repository.versions()
+
+    def start(self) -> "LocalServer":
+        """Load the versions, bind, start serving and polling. Raises ModelError when the
+        export folder has no loadable version, ServingError when a port cannot be bound."""
+        self.repository.refresh()
+        if not self.repository.versions():
+            raise ModelError(f"no loadable SavedModel version folder (<N>/saved_model.pb) in "
+                             f"{self.repository.export_dir}")
+        options = [("grpc.max_receive_message_length", self.max_request_bytes),
+                   ("grpc.max_send_message_length", self.max_request_bytes),
+                   ("grpc.so_reuseport", 0)]
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers,
+                                                            thread_name_prefix="lmiqa-grpc"), options=options)
+        add_services(self._grpc, self.predictor)
+        try:
+            self.port = self._grpc.add_insecure_port(_address(self.host, self.requested_port))
+        except RuntimeError as error:
+            raise ServingError(f"cannot bind gRPC to {_address(self.host, self.requested_port)}: {error}") from None
+        if not self.port:
+            raise ServingError(f"cannot bind gRPC to {_address(self.host, self.requested_port)}")
+        if self.requested_rest_port is not None:
+            try:
+                self._rest = make_rest_server(self.host, int(self.requested_rest_port), self.predictor,
+                                              self.max_request_bytes)
+            except OSError as error:
+                raise ServingError(f"cannot bind REST to {_address(self.host, self.requested_rest_port)}: "
+                                   f"{error.strerror or error}") from None
+            self.rest_port = self._rest.server_address[1]
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever, kwargs={"poll_interval": 0.2},
+                                                 name="lmiqa-rest", daemon=True)
+            self._rest_thread.start()
+        self._grpc.start()
+        self.repository.start_polling()
+        log.info("serving %s versions %s on %s", self.model_name, self.versions(), self.describe())
+        return self
+
+    def describe(self) -> str:
+        """`HOST:PORT` of gRPC, plus ` and REST on http://HOST:PORT` when REST is on."""
+        text = _address(self.host, self.port)
+        if self.rest_port is not None:
+            text += f" and REST on http://{_address(self.host, self.rest_port)}"
+        return text
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop accepting requests, let in-flight ones finish (up to `grace` s), stop polling."""
+        if self._stopped.is_set():
+            return
+        self.repository.stop()
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait(grace + 1)
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until `stop()` was called; True if stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "LocalServer":
+        return self.start() if self.port is None else self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def serve_until_signalled(server: LocalServer, ready=print) -> None:
+    """Start `server`, call `ready(line)` once serving, stop cleanly on SIGINT/SIGTERM."""
+    server.start()
+    previous = {}
+
+    def on_signal(number, _frame):
+        log.info("received %s, stopping", signal.Signals(number).name)
+        threading.Thread(target=server.stop, name="lmiqa-stop", daemon=True).start()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, on_signal)
+    try:
+        ready(f"serving {server.model_name} versions {server.versions()} on {server.describe()}")
+        while not server.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,151 @@
+"""The versions of one exported model, loaded with TensorFlow and kept up to date.
+
+An export folder holds numeric version folders (`<export_dir>/<version>/saved_model.pb`);
+names starting with `.tmp-` (an export in progress) and anything non-numeric are
+ignored. :meth:`ModelRepository.refresh` loads new versions *before* publishing them and
+drops versions whose folder disappeared; requests hold a reference to the version they
+started with, so a swap never fails a request in flight. A background thread polls
+every `poll_seconds` (like TF Serving's `--file_system_poll_wait_seconds`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from keras_lmiqa.errors import ModelError
+from keras_lmiqa.serving.status import RequestError
+
+log = logging.getLogger(__name__)
+
+
+def version_dirs(export_dir: str) -> dict[int, str]:
+    """{version: path} of the complete-looking version folders of an export."""
+    found = {}
+    try:
+        names = os.listdir(export_dir)
+    except OSError as error:
+        raise ModelError(f"cannot list export folder {export_dir}: {error.strerror or error}") from error
+    for name in names:
+        path = os.path.join(export_dir, name)
+        if name.startswith(".") or not name.isdigit() or not os.path.isdir(path):
+            continue
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            found[int(name)] = path
+    return found
+
+
+class Servable:
+    """One loaded version: its signatures (concrete functions) and SignatureDefs."""
+
+    def __init__(self, version: int, path: str):
+        self.version = version
+        self.path = path
+        self.module = tf.saved_model.load(path)
+        self.signatures = dict(self.module.signatures)
+        self.input_specs = {name: dict(fn.structured_input_signature[1]) for name, fn in self.signatures.items()}
+        self.signature_defs = _signature_defs(path)
+
+    def __repr__(self) -> str:
+        return f"Servable(version={self.version}, signatures={sorted(self.signatures)})"
+
+
+def _signature_defs(path: str):
+    """The SignatureDefMap of the `serve` MetaGraph, read from saved_model.pb (as TF Serving)."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    meta_graph = next((m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags),
+                      saved_model.meta_graphs[0])
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in meta_graph.signature_def.items():
+        result.signature_def[name].CopyFrom(signature)
+    return result
+
+
+class ModelRepository:
+    """Loaded versions of model `model_name` under `export_dir`.
+
+    Args:
+        export_dir: folder of numeric version folders.
+        model_name: name clients ask for. Defaults to "lmiqa".
+        poll_seconds: how often the polling thread rescans; <= 0 disables polling.
+    """
+
+    def __init__(self, export_dir: str, model_name: str = "lmiqa", poll_seconds: float = 2.0):
+        self.export_dir = os.path.abspath(export_dir)
+        self.model_name = model_name
+        self.poll_seconds = float(poll_seconds)
+        self._servables: dict[int, Servable] = {}
+        self._failed: dict[str, float] = {}  # path -> mtime of a failed load (retried on change)
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def versions(self) -> list[int]:
+        with self._lock:
+            return sorted(self._servables)
+
+    def refresh(self) -> list[int]:
+        """Load new version folders, drop vanished ones; returns the versions loaded now."""
+        with self._refresh_lock:
+            on_disk = version_dirs(self.export_dir)
+            loaded = []
+            for version in sorted(set(on_disk) - set(self.versions())):
+                path = on_disk[version]
+                mtime = os.path.getmtime(os.path.join(path, "saved_model.pb"))
+                if self._failed.get(path) == mtime:
+                    continue
+                try:
+                    servable = Servable(version, path)
+                except (OSError, ValueError, tf.errors.OpError) as error:
+                    self._failed[path] = mtime
+                    log.error("cannot load %s version %d from %s: %s", self.model_name, version, path, error)
+                    continue
+                with self._lock:
+                    self._servables[version] = servable
+                loaded.append(version)
+                log.info("loaded %s version %d from %s", self.model_name, version, path)
+            with self._lock:
+                for version in set(self._servables) - set(on_disk):
+                    del self._servables[version]
+                    log.info("unloaded %s version %d (folder removed)", self.model_name, version)
+            return loaded
+
+    def get(self, version: int | None = None) -> Servable:
+        """The requested version, or the latest; RequestError NOT_FOUND otherwise."""
+        with self._lock:
+            if version is None:
+                if not self._servables:
+                    raise RequestError("NOT_FOUND", f"Servable not found for request: Latest({self.model_name})")
+                return self._servables[max(self._servables)]
+            if version not in self._servables:
+                raise RequestError("NOT_FOUND",
+                                   f"Servable not found for request: Specific({self.model_name}, {version})")
+            return self._servables[version]
+
+    def start_polling(self) -> None:
+        if self.poll_seconds <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._poll, name="lmiqa-version-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except ModelError as error:  # export folder briefly unreadable: keep serving
+                log.warning("version poll failed: %s", error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,215 @@
+"""The SavedModel export: signatures, exactness against predict_quality, versions, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lmiqa import export
+from keras_lmiqa.errors import ConfigError, ModelError
+from keras_lmiqa.evaluation import predict_quality
+
+TOLERANCE = 1e-5
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported[1])
+
+
+@pytest.fixture(scope="module")
+def served(loaded, image_files):
+    """serving_default outputs for all test images in one request."""
+    out = loaded.signatures["serving_default"](images=tf.constant([_read(p) for p in image_files]))
+    return {key: value.numpy() for key, value in out.items()}
+
+
+def test_serving_default_matches_predict_quality(served, image_files, reference):
+    model, config, _ = reference
+    expected = predict_quality(model, image_files, config)
+    count = config.inference_crops
+    assert served["score"].shape == (len(image_files),) and served["score"].dtype == np.float32
+    assert served["crop_scores"].shape == served["crop_weights"].shape == (len(image_files), count)
+    assert served["crop_windows"].shape == (len(image_files), count, 4)
+    np.testing.assert_allclose(served["score"], expected, atol=TOLERANCE)
+    np.testing.assert_allclose(served["crop_weights"].sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose((served["crop_weights"] * served["crop_scores"]).sum(-1), served["score"], atol=1e-5)
+    assert served["score"].std() > 0  # different images, different scores
+
+
+def test_mos_is_the_dataset_scale_mapping(served, reference, exported):
+    _, _, scale = reference
+    np.testing.assert_allclose(served["mos"], scale.to_mos(served["score"].astype(np.float64)), rtol=1e-6, atol=1e-5)
+    assert export.read_metadata(exported[1])["dataset"]["scale"] == scale.to_dict()
+
+
+def test_score_pixels_matches_serving_default(loaded, served, image_files, toy_dataset):
+    pixels_fn = loaded.signatures["score_pixels"]
+    for index, path in enumerate(image_files[:4]):  # one at a time: each image's own size
+        pixels = tf.io.decode_image(_read(path), channels=3, expand_animations=False)
+        alone = loaded.signatures["serving_default"](images=tf.constant([_read(path)]))
+        by_pixels = pixels_fn(pixels=pixels[tf.newaxis])
+        np.testing.assert_allclose(by_pixels["score"].numpy(), alone["score"].numpy(), atol=TOLERANCE)
+        np.testing.assert_allclose(by_pixels["crop_weights"].numpy(), alone["crop_weights"].numpy(), atol=TOLERANCE)
+        # Alone vs zero-padded among larger images (as predict_quality pads): crop_and_resize
+        # box rounding differs by ulps, which can flip a uint8 rounding; a few 1e-5 at most.
+        np.testing.assert_allclose(alone["score"].numpy()[0], served["score"][index], atol=1e-4)
+    folder = os.path.dirname(toy_dataset)  # a batch of same-size images
+    same_size = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".png"))[:5]
+    batch = tf.stack([tf.io.decode_png(_read(p), channels=3) for p in same_size])
+    by_pixels = pixels_fn(pixels=batch)["score"].numpy()
+    by_bytes = loaded.signatures["serving_default"](images=tf.constant([_read(p) for p in same_size]))["score"]
+    np.testing.assert_allclose(by_pixels, by_bytes.numpy(), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("contents, message", [
+    (b"", "images[1] is empty"),
+    (b"this is not an image", "images[1] is not a JPEG, PNG, GIF or BMP image"),
+])
+def test_bad_images_fail_the_request(loaded, image_files, contents, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        loaded.signatures["serving_default"](images=tf.constant([_read(image_files[0]), contents]))
+
+
+def test_truncated_image_fails_the_request(loaded, image_files):
+    truncated = _read(image_files[0])[:200]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_default"](images=tf.constant([truncated]))
+
+
+def test_image_above_the_pixel_limit_fails(loaded, reference):
+    _, config, _ = reference
+    side = int(np.ceil(np.sqrt(config.max_pixels))) + 1  # a flat PNG: small file, too many pixels
+    big = tf.io.encode_png(tf.zeros([side, side, 1], tf.uint8)).numpy()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image exceeds the pixel limit"):
+        loaded.signatures["serving_default"](images=tf.constant([big]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels is empty"):
+        loaded.signatures["score_pixels"](pixels=tf.zeros([1, 0, 5, 3], tf.uint8))
+
+
+def test_warmup_request_is_a_valid_prediction_log(loaded, exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(exported[1], "assets.extra", "tf_serving_warmup_requests")
+    records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    assert len(records) == 1
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    request = log.predict_log.request
+    assert request.model_spec.name == "lmiqa" and request.model_spec.signature_name == "serving_default"
+    images = tf.make_ndarray(request.inputs["images"])
+    assert images.shape == (1,)
+    assert tf.io.decode_png(images[0]).shape[-1] == 3
+    score = loaded.signatures["serving_default"](images=tf.constant(images))["score"].numpy()
+    assert score.shape == (1,) and np.isfinite(score).all()
+
+
+def test_metadata_file_and_module_function(loaded, exported, reference):
+    _, config, _ = reference
+    metadata = export.read_metadata(exported[1])
+    assert metadata["crops"]["grid_windows"] == config.inference_crops
+    assert metadata["crops"]["crop_size"] == config.crop_size
+    assert metadata["dataset"]["name"] == "csv" and metadata["version"] == 1
+    assert metadata["score"]["higher_better"] is True and "exported_at" in metadata
+    assert {"tensorflow", "keras", "keras_lmiqa", "export"} <= set(metadata["versions"])
+    in_graph = json.loads(loaded.metadata()["json"].numpy())
+    assert {key: metadata[key] for key in in_graph} == in_graph
+    with pytest.raises(ModelError, match="no LML-IQA metadata"):
+        export.read_metadata(os.path.dirname(exported[1]))
+
+
+def test_tfsm_layer_serves_the_export(exported, served, image_files):
+    import keras
+
+    layer = keras.layers.TFSMLayer(exported[1], call_endpoint="serving_default")
+    out = layer(tf.constant([_read(p) for p in image_files[:3]]))
+    np.testing.assert_allclose(np.asarray(out["score"]), served["score"][:3], atol=TOLERANCE)
+
+
+def test_versions_overwrite_and_cli(exported, trained_run, tmp_path, capsys):
+    from keras_lmiqa.cli import main as lmiqa_main
+
+    base = str(tmp_path / "lmiqa")
+    shutil.copytree(exported[1], os.path.join(base, "1"))
+    os.makedirs(os.path.join(base, ".tmp-9-leftover"))  # ignored: not a version
+    os.makedirs(os.path.join(base, "notes"))
+    model = os.path.join(trained_run, "model.keras")
+    assert export.latest_version(base) == 1
+
+    second = export.export_model(model, base)
+    assert second == os.path.join(base, "2") and export.latest_version(base) == 2
+    assert export.version_dirs(base) == [os.path.join(base, "1"), second]
+    assert sorted(os.listdir(base)) == [".tmp-9-leftover", "1", "2", "notes"]  # no temp dir of ours left
+    assert os.stat(second).st_mode & 0o755 == 0o755
+
+    with pytest.raises(ModelError, match="version 1 already exists"):
+        export.export_model(model, base, version=1)
+    assert lmiqa_main(["export", "--model", model, "--export-dir", base, "--version", "2"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="positive integer"):
+        export.export_model(model, base, version=0)
+
+    before = export.read_metadata(second)
+    with open(os.path.join(second, "stale-marker"), "w") as handle:
+        handle.write("old")
+    assert lmiqa_main(["export", "--model", model, "--export-dir", base, "--version", "2", "--overwrite"]) == 0
+    assert capsys.readouterr().out.strip() == second
+    assert not os.path.exists(os.path.join(second, "stale-marker"))
+    assert export.read_metadata(second)["version"] == before["version"] == 2
+    assert sorted(os.listdir(base)) == [".tmp-9-leftover", "1", "2", "notes"]
+
+
+def test_missing_config_and_corrupt_model(trained_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = str(run / "model.keras")
+    shutil.copy(os.path.join(trained_run, "model.keras"), model)
+    with pytest.raises(ModelError, match="config.json"):
+        export.export_model(model, str(tmp_path / "out"))
+    shutil.copy(os.path.join(trained_run, "config.json"), run / "config.json")
+    with open(model, "r+b") as handle:  # a partial copy
+        handle.truncate(os.path.getsize(model) // 2)
+    with pytest.raises(ModelError, match="cannot load model .*model.keras"):
+        export.export_model(model, str(tmp_path / "out"))
+    with open(model, "wb") as handle:
+        handle.write(b"not a zip file")
+    with pytest.raises(ModelError, match=str(model)):
+        export.export_model(model, str(tmp_path / "out"))
+    with pytest.raises(ModelError, match="model file not found"):
+        export.export_model(str(run / "missing.keras"), str(tmp_path / "out"), config_path=str(run / "config.json"))
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+FRESH_PROCESS = """
+import json, sys
+import keras
+import keras_lmiqa
+import keras_lmiqa.models  # registers the custom layers
+from keras_lmiqa.export import read_run_record
+from keras_lmiqa.evaluation import predict_quality
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+config, _, _ = read_run_record(sys.argv[2])
+print(json.dumps(predict_quality(model, sys.argv[3:], config).tolist()))
+"""
+
+
+def test_fresh_process_load_model_gives_the_export_scores(trained_run, image_files, served):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, os.path.join(trained_run, "model.keras"),
+         os.path.join(trained_run, "config.json"), *image_files],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(scores, served["score"], atol=TOLERANCE)
