@@ -266,14 +266,15 @@ def pixelate(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndar
 
 
 def quantization(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Posterisation: each channel reduced to 12 .. 3 tones, placed by its histogram.
+    """Posterisation: each channel reduced to 32, 16, 8, 4, 2 tones, placed by its histogram.
 
     The tone boundaries are the channel's quantiles (equal pixel counts per tone) and
     each tone is the mean of its pixels, so the severity does not hinge on where a fixed
-    grid falls in a low-contrast histogram.
+    grid falls in a low-contrast histogram. Each level merges pairs of tones of the level
+    below, so the error can only grow with the level.
     """
     _check(image, level)
-    tones = _param((12, 8, 6, 4, 3), level)
+    tones = _param((32, 16, 8, 4, 2), level)
     out = np.empty_like(image)
     for channel in range(3):
         values = image[..., channel]

@@ -8,7 +8,7 @@ from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.trainer import LMIQATrainer
 
 CONFIG = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=3, num_positives=2, batch_size=4,
-                     dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3)
+                     dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3, warmup_epochs=0.0)
 
 
 def _batch(seed=0, size=4, crops=5):
