@@ -90,6 +90,9 @@ def decode_batch(images, config: TrainConfig):
         return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
 
     images = tf.convert_to_tensor(images, tf.string)
+    some = tf.debugging.assert_positive(tf.size(images), message="images holds no image: send at least one")
+    with tf.control_dependencies([some]):
+        images = tf.identity(images)
     decoded, windows, saliency = tf.map_fn(
         one, (images, tf.range(tf.shape(images)[0])),
         fn_output_signature=(tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
@@ -102,6 +105,7 @@ def pixel_batch(pixels, config: TrainConfig):
     pixels = tf.convert_to_tensor(pixels, tf.uint8)
     shape = tf.shape(pixels, out_type=tf.int64)
     checks = [
+        tf.debugging.assert_positive(shape[0], message="pixels holds no image: send at least one"),
         tf.debugging.assert_positive(shape[1] * shape[2], message="pixels is empty (zero height or width)"),
         tf.debugging.assert_less_equal(shape[1] * shape[2], tf.constant(config.max_pixels, tf.int64),
                                        message="image exceeds the pixel limit (max_pixels)"),
@@ -223,6 +227,8 @@ def build_metadata(config: TrainConfig, scale: ScoreScale, record: dict) -> dict
 def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
     """Load a run's branch and config into an `LMIQAModule`; returns it and its metadata."""
     model_path = os.fspath(model_path)
+    if not os.path.isfile(model_path):
+        raise ModelError(f"model file not found: {model_path}")
     config_path = config_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     config, scale, record = read_run_record(config_path)
     model = load_branch(model_path)

@@ -34,7 +34,8 @@ Labels (weak, full-reference, like KADIS-700k)
     (blur, noise, compression). `q ** GAMMA` is monotone (it does not change any
     ranking); it spreads the 0.7..1 range MS-SSIM gives to visible distortions over the
     1..5 scale. The distortion levels are calibrated so each type spans mild (level 1,
-    mos around 4.5) to severe (level 5, mos around 1.5..3.5). Tiles smaller than 176
+    mean mos 4.2..4.9 per type) to severe (level 5, mean mos 1.4..2.4, and 3.9 for
+    desaturation, the mildest type). Tiles smaller than 176
     pixels cannot carry an 11-tap filter at the 5th scale, so for `image_size` below 176
     the filter shrinks to the largest odd size that fits (`filter_size(image_size)`).
     Desaturation is a no-op on grey references and is then labelled as pristine (mos 5).
@@ -77,7 +78,7 @@ from keras_lmiqa.errors import DatasetError
 logger = logging.getLogger(__name__)
 
 NAME = "demo"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # bump when distortions or labels change: it names the cache folder
 DEFAULT_IMAGE_SIZE = 256
 DEFAULT_MAX_REFERENCES = 20
 DEFAULT_SEED = 0

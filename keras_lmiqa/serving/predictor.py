@@ -81,9 +81,10 @@ class Predictor:
             if got != spec.dtype:
                 raise RequestError("INVALID_ARGUMENT",
                                    f"Expects input '{alias}' to be {spec.dtype.name} but {got.name} is provided")
-            if spec.shape.rank is not None and array.ndim != spec.shape.rank:
-                raise RequestError("INVALID_ARGUMENT", f"input '{alias}' must have rank {spec.shape.rank} "
-                                                       f"(shape {spec.shape}); got shape {list(array.shape)}")
+            if not spec.shape.is_compatible_with(array.shape):
+                expected = "?" if spec.shape.rank is None else [-1 if d is None else d for d in spec.shape.as_list()]
+                raise RequestError("INVALID_ARGUMENT", f"input '{alias}' must have shape {expected} "
+                                                       f"(rank {spec.shape.rank}); got shape {list(array.shape)}")
             size = array.shape[0] if array.ndim else 1
             if size == 0:
                 raise RequestError("INVALID_ARGUMENT", f"input '{alias}' is an empty batch")

@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -135,15 +136,24 @@ def _build_from_official_modules() -> dict:
     return classes
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
-def messages() -> SimpleNamespace:
-    """Message classes by short name: `messages().PredictRequest`, ... (built once)."""
+def _messages() -> SimpleNamespace:
     try:
         classes = _build_from_descriptors()
     except (ImportError, OSError, SyntaxError, TypeError, KeyError, ValueError) as error:
         log.warning("reading TF Serving descriptors failed (%s); importing tensorflow_serving", error)
         classes = _build_from_official_modules()
     return SimpleNamespace(**classes)
+
+
+def messages() -> SimpleNamespace:
+    """Message classes by short name: `messages().PredictRequest`, ... (built once, thread-safe:
+    classes from two builds would not mix)."""
+    with _BUILD_LOCK:
+        return _messages()
 
 
 def make_tensor_proto(array: np.ndarray):
