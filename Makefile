@@ -24,7 +24,7 @@ test: venv
 demo: venv
 	$(PY) train.py --dataset demo --output-dir $(DEMO_RUN)
 	$(PY) export.py --model $(DEMO_RUN)/model.keras --export-dir $(DEMO_EXPORT)
-	$(PY) -m keras_lmiqa.demo_client --export-dir $(DEMO_EXPORT) --port $(DEMO_PORT)
+	$(PY) -m keras_lmiqa.serving.demo --export-dir $(DEMO_EXPORT) --port $(DEMO_PORT) --run-dir $(DEMO_RUN)
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -1,1 +1,43 @@
+"""keras-lmiqa: LML-IQA no-reference image quality assessment in TensorFlow/Keras 3.
+
+Public API:
+    load_scorer(path)            score images with a model.keras or a SavedModel export
+    train(config)                train LML-IQA (keras_lmiqa.training)
+    TrainConfig                  the training configuration (keras_lmiqa.config)
+    datasets.load(name, root)    benchmark datasets in their official layouts
+    metrics.evaluate(pred, mos)  SRCC, PLCC, KRCC, RMSE
+    export_model(...)            a versioned SavedModel for TF Serving (keras_lmiqa.export)
+
+Importing the package registers its Keras layers, so
+`keras.saving.load_model("model.keras")` works after `import keras_lmiqa`. The
+serving clients (`keras_lmiqa.serving.Client`) build no model.
+"""
+
+import importlib
+import os
+
+# TensorFlow's C++ INFO/WARNING lines drown the commands' own output; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_lmiqa.models import layers as _layers  # noqa: E402,F401  registers the custom Keras layers
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_scorer": ("keras_lmiqa.scorer", "load_scorer"),
+    "train": ("keras_lmiqa.training", "train"),
+    "TrainConfig": ("keras_lmiqa.config", "TrainConfig"),
+    "export_model": ("keras_lmiqa.export", "export_model"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    if name in ("datasets", "metrics", "losses", "saliency", "serving"):
+        return importlib.import_module(f"keras_lmiqa.{name}")
+    raise AttributeError(f"module 'keras_lmiqa' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load_scorer", "train", "TrainConfig", "export_model", "datasets", "metrics"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 ROLE_ANCHOR, ROLE_NON_SALIENT, ROLE_POSITIVE = 0, 1, 2
+EDGE = 1e-3  # pixels
 
 
 def window_sides(height, width, crop_size: int, scales) -> tf.Tensor:
@@ -103,10 +104,12 @@ def crop_boxes(windows, padded_height, padded_width, crop_size: int, flip=None) 
     wp = tf.cast(tf.maximum(padded_width - 1, 1), tf.float32)
     # Upscaled windows (side < crop_size) would sample up to half a pixel outside the
     # window, i.e. into padding: clamp the first/last samples to the window's pixels.
-    top = tf.maximum(y0 + half_y - 0.5, y0) / hp
-    bottom = tf.minimum(y1 - half_y - 0.5, y1 - 1.0) / hp
-    left = tf.maximum(x0 + half_x - 0.5, x0) / wp
-    right = tf.minimum(x1 - half_x - 0.5, x1 - 1.0) / wp
+    # EDGE keeps float rounding from landing a sample a hair outside the image, where
+    # crop_and_resize would write a row of zeros (and the result would depend on padding).
+    top = tf.maximum(y0 + half_y - 0.5, y0 + EDGE) / hp
+    bottom = tf.minimum(y1 - half_y - 0.5, y1 - 1.0 - EDGE) / hp
+    left = tf.maximum(x0 + half_x - 0.5, x0 + EDGE) / wp
+    right = tf.minimum(x1 - half_x - 0.5, x1 - 1.0 - EDGE) / wp
     if flip is not None:
         left, right = tf.where(flip, right, left), tf.where(flip, left, right)
     return tf.stack([top, left, bottom, right], axis=-1)

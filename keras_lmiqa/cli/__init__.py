@@ -10,11 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
-
-# TensorFlow's C++ INFO/WARNING lines drown the command's own output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_lmiqa.errors import LmiqaError
 

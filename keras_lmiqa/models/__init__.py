@@ -1,6 +1,23 @@
-"""Models: backbones by name and the LML-IQA branch."""
+"""Models: backbones by name and the LML-IQA branch.
 
-from keras_lmiqa.models.backbones import build_backbone
-from keras_lmiqa.models.lmiqa_model import OUTPUTS, build_branch
+Importing this package registers the custom layers only; builders load on first use.
+"""
+
+import importlib
+
+from keras_lmiqa.models import layers  # noqa: F401  registers the custom Keras layers
+
+_BUILDERS = {
+    "build_backbone": "keras_lmiqa.models.backbones",
+    "build_branch": "keras_lmiqa.models.lmiqa_model",
+    "OUTPUTS": "keras_lmiqa.models.lmiqa_model",
+}
+
+
+def __getattr__(name):
+    if name in _BUILDERS:
+        return getattr(importlib.import_module(_BUILDERS[name]), name)
+    raise AttributeError(f"module 'keras_lmiqa.models' has no attribute {name!r}")
+
 
 __all__ = ["build_backbone", "build_branch", "OUTPUTS"]

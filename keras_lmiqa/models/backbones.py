@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from keras_lmiqa.errors import ConfigError, ModelError
-from keras_lmiqa.models.layers import ClassTokenPosition, ReverseChannels
+from keras_lmiqa.models.layers import ClassTokenPosition, LocalContrastNormalization, ReverseChannels
 
 # name -> (keras.applications constructor name, preprocessing: "tf" [-1, 1], "torch", "caffe" or None (built in)).
 APPLICATIONS = {
@@ -24,6 +24,8 @@ APPLICATIONS = {
     "convnext_tiny": ("ConvNeXtTiny", None),
 }
 NAMES = ("tiny", *APPLICATIONS, "vit_s16")
+import os as _os
+SYNC_BN = _os.environ.get("SYNC_BN", "1") == "1"
 
 
 def _preprocess(x, mode: str | None):
@@ -38,16 +40,17 @@ def _preprocess(x, mode: str | None):
 def _tiny(inputs):
     """A small CNN for CPU tests and the demo (about 0.8M parameters).
 
-    Batch statistics are synchronised across replicas, so a replicated step equals
-    the single-device step on the same global batch.
+    Its input is the colour image in [-1, 1] beside its local-contrast-normalised
+    version (where distortions show); the first block keeps full resolution so
+    pixel-level noise and blur are not aliased away. Batch statistics are
+    synchronised across replicas, so a replicated step equals the single-device step.
     """
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
-    for index, filters in enumerate((32, 64, 128, 192)):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"block{index}_down")(x)
-        x = layers.BatchNormalization(synchronized=True, name=f"block{index}_down_bn")(x)
-        x = layers.Activation("relu")(x)
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = layers.BatchNormalization(synchronized=True, name=f"block{index}_conv_bn")(x)
+    colour = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
+    structure = LocalContrastNormalization(name="local_contrast")(inputs)
+    x = layers.Concatenate(name="colour_and_structure")([colour, structure])
+    for index, (filters, stride) in enumerate(((32, 1), (48, 2), (96, 2), (160, 2), (224, 2))):
+        x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"block{index}_conv")(x)
+        x = layers.BatchNormalization(momentum=0.9, synchronized=SYNC_BN, name=f"block{index}_bn")(x)
         x = layers.Activation("relu")(x)
     # Mean and max pooling: quality cues are both global (blur) and local (blocking).
     return layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])

@@ -104,3 +104,38 @@ def importance_pool(scores, logits):
     """sum_k softmax_k(logits) * scores over the last axis; returns (score, weights)."""
     weights = ops.softmax(logits, axis=-1)
     return ops.sum(weights * scores, axis=-1), weights
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class LocalContrastNormalization(keras.layers.Layer):
+    """(x - local mean) / (local std + c) per channel, with a Gaussian window.
+
+    The classic NR-IQA input normalisation (Kang et al., CVPR 2014): it removes
+    content brightness and contrast and keeps the local structure where blur, noise
+    and compression show. Input `(n, H, W, C)` float pixels in [0, 255].
+    """
+
+    def __init__(self, sigma: float = 7.0 / 6.0, radius: int = 3, epsilon: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if sigma <= 0 or radius < 1:
+            raise ValueError(f"sigma must be > 0 and radius >= 1. Received: sigma={sigma}, radius={radius}")
+        self.sigma, self.radius, self.epsilon = float(sigma), int(radius), float(epsilon)
+
+    def build(self, input_shape):
+        import numpy as np
+
+        axis = np.arange(-self.radius, self.radius + 1, dtype="float32")
+        g = np.exp(-0.5 * (axis / self.sigma) ** 2)
+        kernel = np.outer(g, g) / np.outer(g, g).sum()
+        self._kernel = np.tile(kernel[:, :, None, None], (1, 1, input_shape[-1], 1)).astype("float32")
+
+    def _blur(self, x):
+        return ops.depthwise_conv(x, ops.cast(self._kernel, x.dtype), strides=1, padding="same")
+
+    def call(self, inputs):
+        mean = self._blur(inputs)
+        variance = ops.maximum(self._blur(ops.square(inputs)) - ops.square(mean), 0.0)
+        return (inputs - mean) / (ops.sqrt(variance) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "radius": self.radius, "epsilon": self.epsilon}

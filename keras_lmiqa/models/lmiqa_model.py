@@ -41,8 +41,14 @@ def build_branch(config: TrainConfig, name: str = "lmiqa", weights: str | None =
     embedding = layers.UnitNormalization(axis=-1, dtype="float32", name="l2_normalize")(embedding)
 
     quality_hidden = layers.Dense(config.head_units, activation="relu", name="quality_hidden")(features)
-    crop_score = Squeeze(name="squeeze_score")(layers.Dense(1, dtype="float32", name="quality_out")(quality_hidden))
-    crop_logit = Squeeze(name="squeeze_logit")(layers.Dense(1, dtype="float32", name="importance_out")(quality_hidden))
+    # Start every crop near the middle of the quality range with equal importance: a
+    # random initial scale costs the first epochs on CPU-sized runs.
+    quality_out = layers.Dense(1, dtype="float32", name="quality_out",
+                               kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                               bias_initializer=keras.initializers.Constant(0.5))
+    importance_out = layers.Dense(1, dtype="float32", name="importance_out", kernel_initializer="zeros")
+    crop_score = Squeeze(name="squeeze_score")(quality_out(quality_hidden))
+    crop_logit = Squeeze(name="squeeze_logit")(importance_out(quality_hidden))
 
     split = SplitCropAxis(name="split_crops")
     crop_scores = split([crop_score, crops])

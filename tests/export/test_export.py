@@ -71,11 +71,6 @@ def test_score_pixels_matches_serving_default(loaded, image_files, toy_dataset):
     np.testing.assert_allclose(by_pixels, by_bytes.numpy(), atol=TOLERANCE)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "crops.cut_crops: a window touching the bottom/right edge of an unpadded image can put its last "
-    "sample row past H-1 by float rounding; crop_and_resize then fills that row with 0 (extrapolation), "
-    "while in a padded batch it interpolates the edge pixel. An image's score so depends on whether it "
-    "is the largest of its batch (predict_quality has the same behaviour)."))
 def test_score_does_not_depend_on_the_other_images_of_the_request(loaded, served, image_files):
     alone = [loaded.signatures["serving_default"](images=tf.constant([_read(p)]))["score"].numpy()[0]
              for p in image_files]
