@@ -1,0 +1,71 @@
+"""The `lmiqa` command and `train.py`: help everywhere, one clear line on user errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_lmiqa.cli import build_parser
+from keras_lmiqa.cli.train_cmd import resolve_config
+from keras_lmiqa.config import PRESETS
+from keras_lmiqa.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+def _run(*args, timeout=120):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert {"train", "datasets", "export", "serve", "score"} <= set(subparsers.choices)
+    for name, sub in subparsers.choices.items():
+        assert sub.format_help().strip(), name
+        assert [a.help for a in subparsers._choices_actions if a.dest == name][0], name
+
+
+def _config(*argv):
+    from keras_lmiqa.cli.train_cmd import add_arguments
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return resolve_config(parser.parse_args(list(argv)))
+
+
+def test_demo_defaults_to_the_cpu_preset_and_flags_win():
+    config = _config("--dataset", "demo", "--epochs", "3", "--no-mutual", "--set", "lambda_lm=0.5")
+    assert config.backbone == PRESETS["cpu-demo"]["backbone"] and config.crop_size == PRESETS["cpu-demo"]["crop_size"]
+    assert config.epochs == 3 and config.use_mutual is False and config.lambda_lm == 0.5
+    assert config.output_dir == "runs/demo"
+    other = _config("--dataset", "kadid10k", "--data-root", "/data/kadid")
+    assert other.backbone == "mobilenet_v2" and other.crop_size == 224 and other.num_crops == 8
+
+
+def test_config_file_and_typo_suggestion(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: cpu-demo\nepochs: 2\nscales: [1.0, 0.5]\n")
+    config = _config("--dataset", "demo", "--config", str(path))
+    assert config.epochs == 2 and config.scales == (1.0, 0.5) and config.backbone == "tiny"
+    path.write_text("lr: 0.1\nepoch: 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        _config("--dataset", "demo", "--config", str(path))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "kadid"], "unknown dataset 'kadid'"),
+    (["--dataset", "demo", "--crops", "1"], "num_crops (K) must be >= 2"),
+    (["--dataset", "demo", "--lr", "-1"], "lr must be > 0"),
+    (["--dataset", "demo", "--set", "temprature=0.2"], "did you mean 'temperature'"),
+    (["--dataset", "kadid10k", "--data-root", "/nonexistent/kadid"], "kadid10k"),
+])
+def test_user_errors_print_one_line_and_exit_2(args, message):
+    result = _run("train.py", *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("lmiqa train: error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,63 @@
+"""A training run killed with SIGKILL resumes when the same command is rerun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+
+
+def _command(data_root, run_dir):
+    return [sys.executable, "-m", "keras_lmiqa.cli", "train", "--dataset", "csv", "--data-root", data_root,
+            "--dataset-option", "group_column=group", "--output-dir", run_dir, "--backbone", "tiny",
+            "--weights", "none", "--crop-size", "32", "--crops", "3", "--positives", "1", "--batch-size", "4",
+            "--epochs", "3", "--set", "head_units=16", "--set", "embedding_dim=8", "--set", "checkpoint_every=2",
+            "--set", "val_fraction=0.25", "--set", "test_fraction=0.34"]
+
+
+def test_killed_run_resumes_and_trains_each_step_once(toy_dataset, tmp_path):
+    run_dir = str(tmp_path / "run")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(_command(toy_dataset, run_dir), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = os.path.join(run_dir, "history.json")
+    deadline = time.time() + 240
+    # Kill it once the first epoch is backed up and the second has begun.
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(history) and json.load(open(history))["epochs"]:
+            time.sleep(1.0)
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+    done = subprocess.run(_command(toy_dataset, run_dir), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from" in done.stderr
+    epochs = [e["epoch"] for e in json.load(open(history))["epochs"]]
+    assert epochs == [0, 1, 2]
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "backup"))
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    train_images = metrics["images"]["train"]
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3 * (train_images // 4)
+    assert metrics["test"]["n"] > 0
+
+
+def test_rerun_with_other_settings_is_refused(toy_dataset, tmp_path):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "config.json"), "w") as handle:
+        json.dump({"config": {"epochs": 99}}, handle)
+    result = subprocess.run(_command(toy_dataset, run_dir), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lmiqa train: error:") and "different settings" in last and "epochs" in last
