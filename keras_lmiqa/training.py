@@ -133,7 +133,6 @@ def train(config: TrainConfig) -> RunResult:
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ConfigError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
-    per_replica = config.batch_size // replicas
     workers = _num_workers(strategy)
     pipeline = TrainPipeline([r.path for r in train_records], [r.quality for r in train_records], config)
     steps = pipeline.steps_per_epoch(config.batch_size, workers)

@@ -13,7 +13,6 @@ import sys
 import yaml
 
 from keras_lmiqa import config as config_lib
-from keras_lmiqa.errors import ConfigError
 
 # flag -> config key, for flags that take a value.
 VALUE_FLAGS = {

@@ -18,7 +18,7 @@ import os
 
 from keras_lmiqa.datasets.records import (
     case_insensitive_index, make_dataset, parse_score, read_xlsx_table, require_dir, require_file,
-    require_images_exist, resolve_inside, take_options,
+    read_pairs, require_images_exist, resolve_inside, take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
@@ -67,20 +67,13 @@ def _flattened(root: str, labels: str) -> list:
     folder = require_dir(root, "dst_imgs_all", NAME, LAYOUT)
     on_disk = case_insensitive_index(folder)
     entries = []
-    with open(labels, encoding="utf-8-sig") as handle:
-        for line, text in enumerate(handle, start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise DatasetError(f"{NAME}: {labels} line {line}: expected 'name dmos', got {text.strip()!r}")
-            name, score = fields
-            if not name.lower().endswith(".png"):
-                name += ".png"
-            resolve_inside(folder, name, NAME)
-            path = resolve_inside(folder, on_disk.get(name.lower(), name), NAME)
-            group = os.path.basename(name).split(".")[0]
-            entries.append((path, parse_score(score, NAME, labels, line, name), group, None))
+    for line, name, score in read_pairs(labels, NAME, "'name dmos'"):
+        if not name.lower().endswith(".png"):
+            name += ".png"
+        resolve_inside(folder, name, NAME)
+        path = resolve_inside(folder, on_disk.get(name.lower(), name), NAME)
+        group = os.path.basename(name).split(".")[0]
+        entries.append((path, parse_score(score, NAME, labels, line, name), group, None))
     return entries
 
 

@@ -315,3 +315,19 @@ def take_options(dataset: str, options: dict, defaults: dict) -> dict:
         valid = ", ".join(defaults) or "none"
         raise DatasetError(f"{dataset}: unknown option {unknown[0]!r} (valid options: {valid})")
     return {**defaults, **options}
+
+
+def read_pairs(path: str, dataset: str, expected: str) -> Iterator[tuple[int, str, str]]:
+    """Yield `(line, first, second)` from a whitespace-separated two-column text file.
+
+    Blank lines are skipped; any other line without exactly two fields is an error
+    naming the file, the line and the `expected` form (e.g. "'MOS name'").
+    """
+    with open(path, encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise DatasetError(f"{dataset}: {path} line {line}: expected {expected}, got {text.strip()!r}")
+            yield line, fields[0], fields[1]

@@ -12,7 +12,7 @@ import re
 
 from keras_lmiqa.datasets.records import (
     case_insensitive_index, make_dataset, parse_score, require_dir, require_file, require_images_exist,
-    resolve_inside, take_options,
+    read_pairs, resolve_inside, take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
@@ -28,19 +28,12 @@ def read(root: str, **options):
     labels = require_file(root, "mos_with_names.txt", NAME, LAYOUT)
     on_disk = case_insensitive_index(distorted)
     entries = []
-    with open(labels, encoding="utf-8-sig") as handle:
-        for line, text in enumerate(handle, start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise DatasetError(f"{NAME}: {labels} line {line}: expected 'MOS name', got {text.strip()!r}")
-            mos, name = fields
-            resolve_inside(distorted, name, NAME)
-            prefix = _PREFIX.match(name)
-            if prefix is None:
-                raise DatasetError(f"{NAME}: {labels} line {line}: {name!r} does not start with a reference id like i01_")
-            path = resolve_inside(distorted, on_disk.get(name.lower(), name), NAME)
-            entries.append((path, parse_score(mos, NAME, labels, line, name), prefix.group(1).lower(), None))
+    for line, mos, name in read_pairs(labels, NAME, "'MOS name'"):
+        resolve_inside(distorted, name, NAME)
+        prefix = _PREFIX.match(name)
+        if prefix is None:
+            raise DatasetError(f"{NAME}: {labels} line {line}: {name!r} does not start with a reference id like i01_")
+        path = resolve_inside(distorted, on_disk.get(name.lower(), name), NAME)
+        entries.append((path, parse_score(mos, NAME, labels, line, name), prefix.group(1).lower(), None))
     require_images_exist(NAME, [e[0] for e in entries])
     return make_dataset(NAME, root, entries, higher_better=True, synthetic=True, kind="MOS")
