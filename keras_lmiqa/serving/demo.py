@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = demo_images(run_dir=args.run_dir)
         with LocalServer(args.export_dir, port=args.port) as server:
-            print(f"serving {args.export_dir} (versions {server.versions}) on 127.0.0.1:{server.port}")
+            print(f"serving {args.export_dir} (versions {server.versions()}) on 127.0.0.1:{server.port}")
             with Client(f"127.0.0.1:{server.port}") as client:
                 client.wait_until_available(timeout=60)
                 details = client.score_details([r.path for r in records])
