@@ -60,6 +60,7 @@ class TrainPipeline:
         self.paths = [os.fspath(p) for p in paths]
         self.qualities = [float(q) for q in qualities]
         self.size = len(self.paths)
+        self._cache_by_pipeline: dict[int, tf.data.Dataset] = {}
 
     def steps_per_epoch(self, global_batch_size: int, num_workers: int = 1) -> int:
         """Global steps per epoch: every worker reads its shard of the images."""
@@ -121,11 +122,10 @@ class TrainPipeline:
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         epoch_seed = c.seed * 100_003 + epoch
-        prepare = lambda p, q, i: self._prepare(p, q, i)  # noqa: E731
         if c.cache == "none":
             # Shuffle file names (cheap) before decoding; decode every epoch.
             ds = ds.shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
-            ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+            ds = ds.map(self._prepare, num_parallel_calls=AUTOTUNE)
         else:
             ds = self._cached(ds, input_context).shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.skip(skip_batches * batch_size)
@@ -140,11 +140,9 @@ class TrainPipeline:
     def _cached(self, ds, input_context):
         # The cache is owned by the dataset object: build it once, reuse every epoch.
         key = 0 if input_context is None else input_context.input_pipeline_id
-        if not hasattr(self, "_cache_by_pipeline"):
-            self._cache_by_pipeline = {}
         if key not in self._cache_by_pipeline:
             filename = "" if self.config.cache == "memory" else f"{self.config.cache}-{key}"
-            decoded = ds.map(lambda p, q, i: self._prepare(p, q, i), num_parallel_calls=AUTOTUNE)
+            decoded = ds.map(self._prepare, num_parallel_calls=AUTOTUNE)
             self._cache_by_pipeline[key] = decoded.cache(filename)
         return self._cache_by_pipeline[key]
 
