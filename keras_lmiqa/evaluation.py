@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -11,11 +13,23 @@ from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.pipeline import inference_dataset, raise_for_bad_image
 
 
+# One traced scoring function per model: validation runs every epoch on the same model.
+_SCORE_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _score_function(model):
+    if model not in _SCORE_FUNCTIONS:
+        held = weakref.ref(model)  # the cached function must not keep its model alive
+        _SCORE_FUNCTIONS[model] = tf.function(lambda crops: held()(crops, training=False)["score"],
+                                              reduce_retracing=True)
+    return _SCORE_FUNCTIONS[model]
+
+
 def predict_quality(model, paths, config: TrainConfig, batch_size: int = 32) -> np.ndarray:
     """Normalised quality (higher = better) of each image, on the inference crop grid."""
     if not len(paths):
         return np.zeros([0], np.float32)
-    score_fn = tf.function(lambda crops: model(crops, training=False)["score"], reduce_retracing=True)
+    score_fn = _score_function(model)
     scores = []
     try:
         for batch in inference_dataset(paths, config, batch_size):

@@ -50,6 +50,12 @@ def build_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer
     return optimizer
 
 
+def _global_keys(outputs):
+    """Stop-gradient crop embeddings of the whole global batch, image-major: [N, D]."""
+    embeddings = outputs["embeddings"]
+    return all_gather(ops.stop_gradient(ops.reshape(embeddings, (-1, ops.shape(embeddings)[-1]))))
+
+
 class LMIQATrainer:
     """Student and teacher branches, the optimizer, and the training step.
 
@@ -130,11 +136,11 @@ class LMIQATrainer:
         with tf.GradientTape() as tape:
             student = self.student(batch["crops"], training=True)
             teacher = self.teacher(batch["crops"], training=dml)
-            teacher_keys = all_gather(ops.stop_gradient(ops.reshape(teacher["embeddings"], (-1, ops.shape(teacher["embeddings"])[-1]))))
+            teacher_keys = _global_keys(teacher)
             terms = self._branch_losses(student, teacher, batch, global_batch, offset, teacher_keys)
             loss = terms["loss"]
             if dml:  # the teacher learns too, toward the student
-                student_keys = all_gather(ops.stop_gradient(ops.reshape(student["embeddings"], (-1, ops.shape(student["embeddings"])[-1]))))
+                student_keys = _global_keys(student)
                 teacher_terms = self._branch_losses(teacher, student, batch, global_batch, offset, student_keys)
                 loss = loss + teacher_terms["loss"]
             scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss

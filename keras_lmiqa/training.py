@@ -196,10 +196,8 @@ def train(config: TrainConfig) -> RunResult:
                 for name, value in entry["val"].items():
                     tf.summary.scalar(f"val/{name}", value)
         if chief:
-            is_best = history.best is None or ("val" in entry and entry["val"]["srcc"] + entry["val"]["plcc"]
-                                                > history.best["val"]["srcc"] + history.best["val"]["plcc"])
             history.epochs.append(entry)
-            if is_best or not val_records:
+            if history.best is entry or not val_records:
                 artifacts.save_keras(trainer.export_model, best_path)
             logger.info("epoch %d/%d %.1fs loss %.4f val %s", epoch + 1, config.epochs, entry["seconds"],
                         entry["train"]["loss"], {k: round(v, 4) for k, v in entry.get("val", {}).items()})

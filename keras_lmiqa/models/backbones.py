@@ -24,8 +24,6 @@ APPLICATIONS = {
     "convnext_tiny": ("ConvNeXtTiny", None),
 }
 NAMES = ("tiny", *APPLICATIONS, "vit_s16")
-import os as _os
-SYNC_BN = _os.environ.get("SYNC_BN", "1") == "1"
 
 
 def _preprocess(x, mode: str | None):
@@ -50,7 +48,7 @@ def _tiny(inputs):
     x = layers.Concatenate(name="colour_and_structure")([colour, structure])
     for index, (filters, stride) in enumerate(((32, 1), (48, 2), (96, 2), (160, 2), (224, 2))):
         x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=SYNC_BN, name=f"block{index}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"block{index}_bn")(x)
         x = layers.Activation("relu")(x)
     # Mean and max pooling: quality cues are both global (blur) and local (blocking).
     return layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
