@@ -40,6 +40,20 @@ def decode_image(contents, max_pixels: int) -> tf.Tensor:
     return image
 
 
+def _options() -> tf.data.Options:
+    """Deterministic order; tf.data's autotuner off.
+
+    Every epoch and every evaluation makes a new iterator. With the autotuner on,
+    tearing one down waited for the autotuning thread: on the demo, epochs of 20 s of
+    steps ended at multiples of ~20.6 s (41.2 s, 82.4 s). With it off, AUTOTUNE
+    parallelism falls back to the core count and the stalls are gone.
+    """
+    options = tf.data.Options()
+    options.deterministic = True
+    options.autotune.enabled = False
+    return options
+
+
 def _window_saliency(saliency_map, windows, height, width):
     return saliency_ops.window_saliency(saliency_map, crop_ops.normalised(windows, height, width))
 
@@ -132,8 +146,7 @@ class TrainPipeline:
         ds = ds.map(lambda e: self._sample(e, epoch_seed), num_parallel_calls=AUTOTUNE)
         ds = ds.padded_batch(batch_size, drop_remainder=True)
         ds = ds.take(max(num_batches - skip_batches, 0)).map(self._cut, num_parallel_calls=AUTOTUNE)
-        options = tf.data.Options()
-        options.deterministic = True
+        options = _options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(AUTOTUNE)
 
@@ -169,7 +182,7 @@ def inference_dataset(paths, config: TrainConfig, batch_size: int = 16) -> tf.da
 
     ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths])
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(batch_size)
-    return ds.map(cut, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.map(cut, num_parallel_calls=AUTOTUNE).with_options(_options()).prefetch(AUTOTUNE)
 
 
 def find_undecodable(paths, max_pixels: int):
