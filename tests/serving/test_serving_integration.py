@@ -51,3 +51,28 @@ def test_served_export_scores_equal_in_process_signature(kind, real_export, phot
         local = json.loads(out.read_text())
         assert [row["path"] for row in local] == photo_paths
         np.testing.assert_allclose([row["score"] for row in local], expected["score"], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_served_model_scores_pristine_photos_above_heavy_blur_and_noise(kind, real_export, toy_dataset):
+    # The toy set (6 references) is too small to generalise to unseen references, so
+    # this checks the ordering the model learned on its training references, end to
+    # end through export, server and client.
+    from toy_data import TOY_TRAIN_SETTINGS
+
+    from keras_lmiqa import datasets
+    from keras_lmiqa.datasets.splits import split_dataset
+
+    dataset = datasets.load("csv", toy_dataset, **TOY_TRAIN_SETTINGS["dataset_options"])
+    split = split_dataset(dataset, 0, TOY_TRAIN_SETTINGS["test_fraction"], TOY_TRAIN_SETTINGS["val_fraction"])
+    folder = os.path.dirname(toy_dataset)
+    images = [os.path.join(folder, f"{ref}_{distortion}.png") for ref in split.groups("train")
+              for distortion in ("blur0", "blur5", "noise5")]
+    running = start_server(kind, real_export[0])
+    try:
+        with Client(running.grpc_target, timeout=60) as client:
+            scores = client.score(images).reshape(-1, 3)
+    finally:
+        running.stop()
+    assert len(scores) >= 2
+    assert (scores[:, 0] > scores[:, 1]).all() and (scores[:, 0] > scores[:, 2]).all(), scores
