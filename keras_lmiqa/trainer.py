@@ -157,12 +157,16 @@ class LMIQATrainer:
     def make_train_function(self, strategy: tf.distribute.Strategy):
         """A tf.function running one global step: replica steps, loss sums, EMA."""
         ema = self.config.branch_mode == "ema"
+        # XLA compiles the per-replica computation; the cross-replica reduce and the EMA
+        # stay outside it, so every strategy can run the compiled step.
+        replica_step = (tf.function(self.replica_step, jit_compile=True, reduce_retracing=True)
+                        if self.config.jit_compile else self.replica_step)
 
         def step(batch):
-            terms = strategy.run(self.replica_step, args=(batch,))
+            terms = strategy.run(replica_step, args=(batch,))
             reduced = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, terms[name], axis=None) for name in LOSS_NAMES}
             if ema:
                 self.ema_update()
             return reduced
 
-        return tf.function(step, jit_compile=False, reduce_retracing=True)
+        return tf.function(step, reduce_retracing=True)

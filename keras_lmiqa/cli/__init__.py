@@ -21,6 +21,12 @@ COMMAND_MODULES = (
     "keras_lmiqa.cli.export_cmd",
     "keras_lmiqa.cli.serve_cmd",
     "keras_lmiqa.cli.score_cmd",
+    "keras_lmiqa.cli.eval_cmd",
+    "keras_lmiqa.cli.protocol_cmd",
+    "keras_lmiqa.cli.crossdata_cmd",
+    "keras_lmiqa.cli.ablate_cmd",
+    "keras_lmiqa.cli.report_cmd",
+    "keras_lmiqa.cli.explain_cmd",
 )
 
 

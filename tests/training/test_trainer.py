@@ -86,3 +86,27 @@ def test_dml_mode_trains_both_branches_by_gradient():
     assert moved(trainer.student.trainable_weights, student_before) > 1e-4
     # Both branches are in the optimizer: one Adam update each, not an EMA.
     assert len(trainer.trainable) == 2 * len(trainer.student.trainable_variables)
+
+
+def _xla_calls(step, batch) -> int:
+    """Calls in the traced step that XLA must compile."""
+    graph = step.get_concrete_function(batch).graph
+    return sum(1 for op in graph.get_operations()
+               if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b)
+
+
+def test_xla_compiled_step_matches_the_graph_step():
+    """`jit_compile` XLA-compiles the replica step; it must train exactly like the plain step."""
+    results = []
+    for jit in (False, True):
+        tf.keras.utils.set_random_seed(3)
+        trainer = LMIQATrainer(CONFIG.replace(jit_compile=jit), 10)
+        step = trainer.make_train_function(tf.distribute.get_strategy())
+        assert (_xla_calls(step, _batch()) > 0) == jit
+        terms = step(_batch())
+        results.append((terms, [w.numpy() for w in trainer.student.trainable_weights]))
+    (plain_terms, plain_weights), (xla_terms, xla_weights) = results
+    for name in ("loss", "quality", "contrastive", "mutual"):
+        np.testing.assert_allclose(float(xla_terms[name]), float(plain_terms[name]), rtol=1e-4, atol=1e-6)
+    for plain, xla in zip(plain_weights, xla_weights):
+        np.testing.assert_allclose(xla, plain, rtol=1e-3, atol=1e-5)

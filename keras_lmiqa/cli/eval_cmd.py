@@ -1,0 +1,43 @@
+"""`lmiqa eval`: score a dataset with a model; SRCC, PLCC, KRCC, RMSE and predictions.
+
+    lmiqa eval --model runs/demo --dataset demo --split test --output-dir runs/demo/eval
+    lmiqa eval --model runs/kadid/model.keras --dataset live --data-root /data/live --split all --output-dir OUT
+
+`--split test` scores the run's own test split (the dataset must be the run's);
+`--split all` scores every image (the cross-dataset test). Predictions are the model's
+normalised quality mapped onto the evaluated dataset's scale and direction, so SRCC is
+positive for a good model on MOS and DMOS datasets alike. Writes OUT/metrics.json and
+OUT/predictions.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from keras_lmiqa.cli.train_cmd import _key_value
+
+
+def run(args: argparse.Namespace) -> int:
+    from keras_lmiqa.research.evaluate import evaluate_model
+
+    result = evaluate_model(args.model, args.dataset, args.data_root, split=args.split, output_dir=args.output_dir,
+                            dataset_options=dict(args.dataset_option) or None, batch_size=args.batch_size)
+    m = result["metrics"]
+    print(f"{result['dataset']['name']} ({args.split}, n={m['n']}): SRCC {m['srcc']:.4f} PLCC {m['plcc']:.4f} "
+          f"PLCC(logistic) {m['plcc_logistic']:.4f} KRCC {m['krcc']:.4f} RMSE {m['rmse']:.4f}; "
+          f"written to {args.output_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="score a dataset with a model and write its metrics",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="run folder, model.keras, export folder or version folder")
+    parser.add_argument("--dataset", required=True, help="dataset name (see `lmiqa datasets list`)")
+    parser.add_argument("--data-root", help="the dataset folder (the CSV file for csv; not needed for demo)")
+    parser.add_argument("--dataset-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                        help="reader option (default: the run's own when it is the run's dataset)")
+    parser.add_argument("--split", default="test", help="test (the run's test split, default) or all")
+    parser.add_argument("--output-dir", required=True, help="folder for metrics.json and predictions.csv")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per scoring call (default 32)")
+    parser.set_defaults(func=run)
