@@ -13,6 +13,14 @@ import os
 import tempfile
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable read; done once, at import, before any threads
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yield a temporary path beside `path`; on success it replaces `path`."""
@@ -23,6 +31,8 @@ def atomic_path(path: str, suffix: str = ""):
     suffix = suffix or (name[name.index("."):] if "." in name else "")
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(handle)
+    # mkstemp makes the file private (0600); published files get the usual umask mode.
+    os.chmod(temporary, 0o666 & ~_UMASK)
     try:
         yield temporary
         os.replace(temporary, path)
