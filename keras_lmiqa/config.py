@@ -54,6 +54,7 @@ class TrainConfig:
     # model
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"
+    freeze_pretrained_bn: bool = True  # BatchNorm of a pretrained backbone keeps ImageNet statistics
     embedding_dim: int = 128
     head_units: int = 256
     dropout: float = 0.1
@@ -84,6 +85,7 @@ class TrainConfig:
     strategy: str = "auto"
     output_dir: str = "runs/latest"
     seed: int = 0
+    deterministic: bool = False  # TF op determinism: a rerun reproduces the weights bit for bit
     checkpoint_every: int = 50  # steps between mid-epoch backups (0: epoch ends only)
     steps_per_epoch: int | None = None  # cap, for quick experiments
 

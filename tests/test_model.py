@@ -26,7 +26,7 @@ def test_branch_outputs_and_importance_weighting():
 
 @pytest.mark.parametrize("layer", [
     lmiqa_layers.MergeCropAxis(), lmiqa_layers.Squeeze(), lmiqa_layers.ReverseChannels(),
-    lmiqa_layers.ClassTokenPosition(num_patches=4), lmiqa_layers.LocalContrastNormalization(sigma=1.5, radius=2),
+    lmiqa_layers.ClassTokenPosition(num_patches=4), lmiqa_layers.ClassTokenOutput(), lmiqa_layers.LocalContrastNormalization(sigma=1.5, radius=2),
 ])
 def test_layers_round_trip_their_config(layer):
     clone = layer.__class__.from_config(layer.get_config())
@@ -43,8 +43,9 @@ def test_local_contrast_normalisation_removes_brightness_and_contrast():
     np.testing.assert_allclose(a[:, 3:-3, 3:-3], b[:, 3:-3, 3:-3], atol=2e-2)
 
 
-def test_keras_file_round_trip_predicts_the_same(tmp_path):
-    model = build_branch(CONFIG)
+@pytest.mark.parametrize("backbone", ["tiny", "vit_s16"])
+def test_keras_file_round_trip_predicts_the_same(tmp_path, backbone):
+    model = build_branch(CONFIG.replace(backbone=backbone))
     crops = np.random.default_rng(2).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -77,3 +78,24 @@ def test_weight_errors_are_clear(tmp_path):
     build_backbone("tiny", 32, "none").save_weights(str(wrong))
     with pytest.raises(ModelError, match="cannot load backbone weights"):
         build_backbone("mobilenet_v2", 32, str(wrong))
+
+
+def test_pretrained_backbone_batchnorm_is_frozen_unless_asked(tmp_path):
+    path = str(tmp_path / "backbone.weights.h5")
+    build_backbone("mobilenet_v2", 32, "none").layers[-1].save_weights(path)
+    pixels = np.random.default_rng(4).random((4, 32, 32, 3)).astype("float32") * 255
+    for freeze, backbone in ((True, build_backbone("mobilenet_v2", 32, path)),
+                             (False, build_backbone("mobilenet_v2", 32, path, freeze_batchnorm=False))):
+        norms = [l for l in backbone.layers[-1].layers if isinstance(l, keras.layers.BatchNormalization)]
+        before = [np.asarray(l.moving_mean).copy() for l in norms]
+        backbone(pixels, training=True)
+        moved = sum(not np.allclose(b, np.asarray(l.moving_mean)) for b, l in zip(before, norms))
+        assert all(l.trainable != freeze for l in norms)
+        assert (moved == 0) == freeze
+    scratch = build_backbone("mobilenet_v2", 32, "none")
+    assert all(l.trainable for l in scratch.layers[-1].layers if isinstance(l, keras.layers.BatchNormalization))
+    # The teacher branch is built without loading weights but must match the student.
+    teacher = build_branch(CONFIG.replace(backbone="mobilenet_v2", weights=path), weights="none")
+    norms = [l for l in teacher.get_layer("mobilenet_v2_backbone").layers[-1].layers
+             if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms and not any(l.trainable for l in norms)

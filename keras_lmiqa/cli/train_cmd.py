@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", dest="mixed_precision", action="store_true", default=None,
                         help="mixed float16 compute (GPU)")
     parser.add_argument("--jit-compile", dest="jit_compile", action="store_true", default=None, help="XLA-compile the step")
+    parser.add_argument("--deterministic", dest="deterministic", action="store_true", default=None,
+                        help="deterministic TF ops: a rerun reproduces the run bit for bit")
     for flag, key in ABLATIONS.items():
         parser.add_argument(flag, dest=key, action="store_false", default=None, help=f"ablation: {key}=false")
     parser.add_argument("--dataset-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
@@ -65,7 +67,7 @@ def resolve_config(args: argparse.Namespace) -> config_lib.TrainConfig:
     if args.config:
         values.update(config_lib.load_file(args.config))
     values["dataset"] = args.dataset if args.dataset != "demo" or "dataset" not in values else values["dataset"]
-    keys = [key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values()) + ["mixed_precision", "jit_compile"]
+    keys = [key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values()) + ["mixed_precision", "jit_compile", "deterministic"]
     for key in keys:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from keras_lmiqa.errors import ConfigError, ModelError
-from keras_lmiqa.models.layers import ClassTokenPosition, LocalContrastNormalization, ReverseChannels
+from keras_lmiqa.models.layers import ClassTokenOutput, ClassTokenPosition, LocalContrastNormalization, ReverseChannels
 
 # name -> (keras.applications constructor name, preprocessing: "tf" [-1, 1], "torch", "caffe" or None (built in)).
 APPLICATIONS = {
@@ -72,11 +72,17 @@ def _vit_s16(inputs, crop_size: int):
         y = layers.Dense(dim, name=f"block{block}_mlp2")(y)
         x = layers.Add()([x, y])
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    return layers.Lambda(lambda t: t[:, 0], output_shape=lambda s: (s[0], s[2]), name="class_token_out")(x)
+    return ClassTokenOutput(name="class_token_out")(x)
 
 
-def build_backbone(name: str, crop_size: int, weights: str = "none") -> keras.Model:
-    """Build backbone `name` for `crop_size` crops and load `weights`."""
+def build_backbone(name: str, crop_size: int, weights: str = "none", freeze_batchnorm: bool | None = None) -> keras.Model:
+    """Build backbone `name` for `crop_size` crops and load `weights`.
+
+    `freeze_batchnorm` (default: whether `weights` is pretrained) freezes the
+    BatchNormalization layers of a `keras.applications` net (inference mode, stored
+    statistics): IQA batches are small and distorted, and their statistics pull a
+    pretrained net off its features (the usual Keras fine-tuning rule).
+    """
     if name not in NAMES:
         raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(NAMES)}")
     weights = weights or "none"
@@ -105,6 +111,12 @@ def build_backbone(name: str, crop_size: int, weights: str = "none") -> keras.Mo
         model = keras.Model(inputs, application(_preprocess(inputs, mode)), name=f"{name}_backbone")
         if is_path:
             _load_weights(application, weights, name)
+        if freeze_batchnorm is None:
+            freeze_batchnorm = weights != "none"
+        if freeze_batchnorm:
+            for layer in application.layers:
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.trainable = False
         return model
     if is_path:
         _load_weights(model, weights, name)

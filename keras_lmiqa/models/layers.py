@@ -62,6 +62,20 @@ class Squeeze(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ClassTokenOutput(keras.layers.Layer):
+    """ViT output: the class token's features, `(batch, tokens, dim)` -> `(batch, dim)`.
+
+    A named layer rather than a `Lambda`, so models load in Keras safe mode.
+    """
+
+    def call(self, inputs):
+        return inputs[:, 0]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
 class ClassTokenPosition(keras.layers.Layer):
     """ViT input: prepends a learned class token and adds learned position embeddings.
 
