@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from keras_lmiqa import export as export_lib
 from keras_lmiqa.errors import ImageError, ModelError
+from keras_lmiqa.image_io import error_reason
 
 DEFAULT_BATCH_SIZE = 32  # as `evaluation.predict_quality`, so file scores match it exactly
 
@@ -113,11 +114,7 @@ class Scorer:
 
 
 def _reason(error) -> str:
-    lines = [line for line in error.message.splitlines() if line.strip()]
-    for line in lines:
-        if "assertion failed" in line or "pixel limit" in line or "images[" in line:
-            return line.strip()
-    return lines[0].strip() if lines else type(error).__name__
+    return error_reason(error.message) or type(error).__name__
 
 
 def _normalise(item, index: int):
@@ -162,8 +159,13 @@ def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | N
     metadata = export_lib.read_metadata(version_dir)
     try:
         loaded = tf.saved_model.load(version_dir)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise ModelError(f"cannot load SavedModel {version_dir}: {error}") from None
+    except Exception as error:  # OSError, protobuf DecodeError, TF's NotFound/DataLoss...: all "corrupt or partial"
+        reason = _reason(error) if isinstance(error, tf.errors.OpError) else (str(error).strip().splitlines() or [""])[0]
+        raise ModelError(f"cannot load SavedModel {version_dir} (corrupt or partial export?): "
+                         f"{reason or type(error).__name__}") from None
+    missing = sorted({"serving_default", "score_pixels"} - set(loaded.signatures))
+    if missing:
+        raise ModelError(f"{version_dir} is not an LML-IQA export: no {' or '.join(missing)} signature")
     by_bytes = loaded.signatures["serving_default"]
     by_pixels = loaded.signatures["score_pixels"]
     return Scorer(lambda images: by_bytes(images=images), lambda pixels: by_pixels(pixels=pixels),

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import os
 
-import cv2
-import numpy as np
-
+from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.datasets.records import SPLIT_NAMES, Dataset
 
 
-def _readable(path: str) -> bool:
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return False
-    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None
-
-
-def check(dataset: Dataset) -> dict:
-    """Summarise `dataset`, decoding every image (cv2.imdecode on the file bytes).
+def check(dataset: Dataset, max_pixels: int = TrainConfig.max_pixels) -> dict:
+    """Summarise `dataset`, decoding every image with the training pipeline's decoder.
 
     Returns a dict with `name`, `root`, `count`, `groups`, `synthetic`, `score`
     (`low`, `high`, `kind`, `higher_better`), `official_split` (counts per split, or
-    None), `missing` and `unreadable` (lists of paths).
+    None), `missing` and `unreadable` (lists of paths) and `reasons` (path -> why).
     """
-    missing, unreadable = [], []
-    for record in dataset:
-        if not os.path.isfile(record.path):
-            missing.append(record.path)
-        elif not _readable(record.path):
-            unreadable.append(record.path)
+    from keras_lmiqa.pipeline import find_all_undecodable  # TensorFlow only when checking
+
+    missing = [r.path for r in dataset if not os.path.isfile(r.path)]
+    present = [r.path for r in dataset if os.path.isfile(r.path)]
+    reasons = dict(find_all_undecodable(present, max_pixels))
+    unreadable = [path for path in present if path in reasons]
     split = None
     if dataset.has_official_split:
         split = {name: sum(r.official_split == name for r in dataset) for name in SPLIT_NAMES}
@@ -50,6 +40,7 @@ def check(dataset: Dataset) -> dict:
         "official_split": split,
         "missing": missing,
         "unreadable": unreadable,
+        "reasons": reasons,
     }
 
 
@@ -74,7 +65,8 @@ def format_summary(summary: dict, limit: int = 10) -> str:
     for label in ("missing", "unreadable"):
         paths = summary[label]
         lines.append(f"{label}: {len(paths)}")
-        lines.extend(f"  {p}" for p in paths[:limit])
+        reasons = summary.get("reasons", {})
+        lines.extend(f"  {p}: {reasons[p]}" if p in reasons else f"  {p}" for p in paths[:limit])
         if len(paths) > limit:
             lines.append(f"  ... and {len(paths) - limit} more")
     lines.append("status:   " + ("OK" if not summary["missing"] and not summary["unreadable"] else "PROBLEMS FOUND"))

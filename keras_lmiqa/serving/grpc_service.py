@@ -8,6 +8,7 @@ signatures).
 from __future__ import annotations
 
 import logging
+import math
 
 import grpc
 import tensorflow as tf
@@ -24,6 +25,35 @@ def _version(model_spec) -> int | None:
     return int(model_spec.version.value) if model_spec.HasField("version") else None
 
 
+def _to_array(alias: str, tensor, max_bytes: int):
+    """A request TensorProto as numpy, refusing a declared size above `max_bytes` first.
+
+    A TensorProto may hold a single value for a whole shape (TensorFlow repeats it), so a
+    few bytes can declare gigabytes; the shape is checked before anything is allocated.
+    """
+    if tensor.tensor_shape.unknown_rank:
+        raise RequestError("INVALID_ARGUMENT", f"input '{alias}' has no shape (unknown rank)")
+    dims = [int(d.size) for d in tensor.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise RequestError("INVALID_ARGUMENT", f"input '{alias}' has a negative dimension: {dims}")
+    try:
+        dtype = tf.as_dtype(tensor.dtype)
+    except TypeError:
+        raise RequestError("INVALID_ARGUMENT", f"input '{alias}' has an unknown dtype ({tensor.dtype})") from None
+    count = math.prod(dims)
+    if dtype == tf.string:
+        if count != len(tensor.string_val):
+            raise RequestError("INVALID_ARGUMENT", f"input '{alias}' declares shape {dims} but holds "
+                                                   f"{len(tensor.string_val)} strings")
+    elif count * dtype.size > max_bytes:
+        raise RequestError("INVALID_ARGUMENT", f"input '{alias}' declares shape {dims} ({count * dtype.size} bytes "
+                                               f"of {dtype.name}), above the request limit of {max_bytes} bytes")
+    try:
+        return tf.make_ndarray(tensor)
+    except (TypeError, ValueError) as error:
+        raise RequestError("INVALID_ARGUMENT", f"input '{alias}' is not a valid tensor: {error}") from None
+
+
 def _abort(context: grpc.ServicerContext, error: RequestError):
     log.debug("request failed: %s", error)
     context.abort(grpc.StatusCode[error.code], error.details)
@@ -37,10 +67,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             inputs = {}
             for alias, tensor in request.inputs.items():
-                try:
-                    inputs[alias] = tf.make_ndarray(tensor)
-                except (TypeError, ValueError) as error:
-                    raise RequestError("INVALID_ARGUMENT", f"input '{alias}' is not a valid tensor: {error}") from None
+                inputs[alias] = _to_array(alias, tensor, self.predictor.max_input_bytes)
             spec = request.model_spec
             servable, signature, outputs = self.predictor.predict(
                 spec.name, _version(spec), spec.signature_name, inputs, list(request.output_filter),

@@ -4,8 +4,9 @@
 
 This is for development and tests, where `tensorflow_model_server` is not installed.
 Production is TF Serving itself (see serving/README.md): this server has no request
-batching across clients, no warmup, no monitoring and no TLS, and it binds 127.0.0.1
-unless told otherwise.
+batching across clients, no monitoring and no TLS, and it binds 127.0.0.1 unless told
+otherwise. Like TF Serving with `--enable_model_warmup`, it replays a version's
+`assets.extra/tf_serving_warmup_requests` before serving it.
 
 What it shares with TF Serving: the PredictionService (Predict, GetModelMetadata) and
 ModelService (GetModelStatus) protos, the REST routes and JSON shapes, the status codes,
@@ -62,7 +63,7 @@ class LocalServer:
                  model_name: str = "lmiqa", poll_seconds: float = 2.0, max_batch_size: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, workers: int = 8):
         self.repository = ModelRepository(export_dir, model_name, poll_seconds)
-        self.predictor = Predictor(self.repository, max_batch_size)
+        self.predictor = Predictor(self.repository, max_batch_size, max_input_bytes=max_request_bytes)
         self.host = host
         self.requested_port = int(port)
         self.requested_rest_port = rest_port

@@ -39,8 +39,16 @@ def version_dirs(export_dir: str) -> dict[int, str]:
     return found
 
 
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
 class Servable:
-    """One loaded version: its signatures (concrete functions) and SignatureDefs."""
+    """One loaded version: its signatures (concrete functions) and SignatureDefs.
+
+    Loading replays the export's warm-up requests (`assets.extra/tf_serving_warmup_requests`,
+    as TF Serving's `--enable_model_warmup`): a signature's first call initialises its
+    graph (seconds), and that must happen before the version takes requests, not in them.
+    """
 
     def __init__(self, version: int, path: str):
         self.version = version
@@ -49,9 +57,25 @@ class Servable:
         self.signatures = dict(self.module.signatures)
         self.input_specs = {name: dict(fn.structured_input_signature[1]) for name, fn in self.signatures.items()}
         self.signature_defs = _signature_defs(path)
+        self.warmed_up = self._warm_up()
 
     def __repr__(self) -> str:
         return f"Servable(version={self.version}, signatures={sorted(self.signatures)})"
+
+    def _warm_up(self) -> int:
+        """Run the PredictRequests of the warm-up file, if any; returns how many ran."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.isfile(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        count = 0
+        for record in tf.data.TFRecordDataset(path).take(100).as_numpy_iterator():
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            function = self.signatures[request.model_spec.signature_name or "serving_default"]
+            function(**{alias: tf.constant(tf.make_ndarray(proto)) for alias, proto in request.inputs.items()})
+            count += 1
+        return count
 
 
 def _signature_defs(path: str):
@@ -105,7 +129,7 @@ class ModelRepository:
                     continue
                 try:
                     servable = Servable(version, path)
-                except (OSError, ValueError, tf.errors.OpError) as error:
+                except Exception as error:  # a corrupt version (protobuf DecodeError, ...) must not stop polling
                     self._failed[path] = mtime
                     log.error("cannot load %s version %d from %s: %s", self.model_name, version, path, error)
                     continue
@@ -141,7 +165,7 @@ class ModelRepository:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.refresh()
-            except ModelError as error:  # export folder briefly unreadable: keep serving
+            except Exception as error:  # export folder briefly unreadable, a folder vanishing: keep serving
                 log.warning("version poll failed: %s", error)
 
     def stop(self) -> None:

@@ -36,13 +36,16 @@ class Predictor:
     Args:
         repository: the loaded versions.
         max_batch_size: largest batch (first dimension) accepted. Defaults to 64.
+        max_input_bytes: largest size one input tensor may declare (shape x dtype size),
+            checked before it is built. Defaults to 32 MiB.
     """
 
-    def __init__(self, repository: ModelRepository, max_batch_size: int = 64):
+    def __init__(self, repository: ModelRepository, max_batch_size: int = 64, max_input_bytes: int = 32 * 2 ** 20):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1. Received: max_batch_size={max_batch_size}")
         self.repository = repository
         self.max_batch_size = int(max_batch_size)
+        self.max_input_bytes = int(max_input_bytes)
 
     def servable(self, model_name: str, version: int | None, label: str = "") -> Servable:
         if model_name != self.repository.model_name:

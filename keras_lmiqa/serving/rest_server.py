@@ -51,7 +51,7 @@ def _to_array(values, dtype: tf.DType, alias: str) -> np.ndarray:
         return array
     try:
         return np.asarray(values, dtype=dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
         raise RequestError("INVALID_ARGUMENT", f"input '{alias}' is not a valid {dtype.name} tensor: {error}") from None
 
 
@@ -138,13 +138,16 @@ class RestHandler(BaseHTTPRequestHandler):
                 raise RequestError("NOT_FOUND", f"Malformed request: POST {self.path}")
             try:
                 request = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as error:
+            except (UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: "[[[[..."
                 raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
             if not isinstance(request, dict):
                 raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object")
             self._send(200, self._predict(request, name, version, label))
         except RequestError as error:
             self._fail(error)
+        except Exception as error:  # answer, rather than drop the connection, whatever went wrong
+            log.exception("REST request failed")
+            self._fail(RequestError("INTERNAL", f"{type(error).__name__}: {error}"))
 
     def _predict(self, request: dict, name: str, version: int | None, label: str) -> dict:
         predictor: Predictor = self.server.predictor

@@ -47,6 +47,15 @@ def test_check_finds_unreadable_and_missing(live_root):
     assert data[2].path in text and text.endswith("PROBLEMS FOUND")
 
 
+def test_check_uses_the_training_decoder_and_its_pixel_limit(live_root):
+    data = datasets.load("live", live_root)
+    summary = check(data, max_pixels=10)  # every test image decodes, but is above 10 pixels
+    assert summary["unreadable"] == [r.path for r in data]
+    assert all("pixel" in reason for reason in summary["reasons"].values())
+    assert f"{data[0].path}: {summary['reasons'][data[0].path]}" in format_summary(summary)
+    assert check(data)["unreadable"] == []
+
+
 def test_format_summary_truncates_long_lists(kadid_root):
     summary = check(datasets.load("kadid10k", kadid_root))
     summary["unreadable"] = [f"/x/{i}.png" for i in range(15)]

@@ -1,0 +1,252 @@
+"""Faults and security around model files: killed exports, corrupt or partial models,
+Keras safe mode, and what the package source must never do."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_lmiqa.errors import ModelError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "keras_lmiqa"
+
+
+def _one_line_error(capsys, command: str) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"lmiqa {command}: error: "), lines
+    return lines[0]
+
+
+def test_killed_export_leaves_no_version(untrained_model, tmp_path):
+    from keras_lmiqa import export
+    from keras_lmiqa.serving.model_repository import ModelRepository
+    from keras_lmiqa.serving.model_repository import version_dirs as served_versions
+
+    base = tmp_path / "lmiqa"
+    process = subprocess.Popen([sys.executable, "-m", "keras_lmiqa.cli", "export", "--model", untrained_model,
+                                "--export-dir", str(base)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline, temporary = time.monotonic() + 120, []
+    try:  # kill it once the SavedModel is being written into its temporary folder
+        while time.monotonic() < deadline and process.poll() is None:
+            temporary = [p for p in base.glob(".tmp-1-*") if any(p.iterdir())] if base.exists() else []
+            if temporary:
+                break
+            time.sleep(0.005)
+        assert process.poll() is None and temporary, "the export ended (or never started) before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert [p.name for p in base.iterdir()] == [temporary[0].name]  # only the partial temporary folder
+    assert export.version_dirs(str(base)) == [] and export.latest_version(str(base)) is None
+    assert served_versions(str(base)) == {}
+    repository = ModelRepository(str(base), poll_seconds=0)
+    assert repository.refresh() == [] and repository.versions() == []
+    from keras_lmiqa.scorer import load_scorer
+
+    with pytest.raises(ModelError, match="no SavedModel and no numeric version folders"):
+        load_scorer(str(base))
+
+
+@pytest.fixture()
+def damaged(untrained_export, tmp_path):
+    """A fresh copy of the export's version folder, to damage; returns (base, version_dir)."""
+    base = tmp_path / "lmiqa"
+    shutil.copytree(untrained_export, base / "1")
+    return base, base / "1"
+
+
+def _truncate_variables(version):
+    data = next((version / "variables").glob("variables.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+
+
+DAMAGE = {
+    "random saved_model.pb": lambda v: (v / "saved_model.pb").write_bytes(np.random.default_rng(0).bytes(3000)),
+    "truncated saved_model.pb": lambda v: (v / "saved_model.pb").write_bytes((v / "saved_model.pb").read_bytes()[:500]),
+    "no variables": lambda v: shutil.rmtree(v / "variables"),
+    "truncated variables": _truncate_variables,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_corrupt_savedmodel_is_a_clear_error_everywhere(damaged, damage, capsys, photo_png):
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.scorer import load_scorer
+    from keras_lmiqa.serving.local_server import LocalServer
+    from keras_lmiqa.serving.model_repository import ModelRepository
+
+    base, version = damaged
+    DAMAGE[damage](version)
+    with pytest.raises(ModelError, match=f"cannot load SavedModel {version} \\(corrupt or partial export\\?\\): .+"):
+        load_scorer(str(version))
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        load_scorer(str(base))
+    assert main(["score", "--model", str(base), photo_png]) == 2
+    assert "cannot load SavedModel" in _one_line_error(capsys, "score")
+    repository = ModelRepository(str(base), poll_seconds=0)
+    assert repository.refresh() == [] and repository.versions() == []  # logged, not raised
+    with pytest.raises(ModelError, match="no loadable SavedModel"):
+        LocalServer(str(base), port=0).start()
+
+
+def test_missing_saved_model_pb(damaged, photo_png, capsys):
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.scorer import load_scorer
+
+    base, version = damaged
+    (version / "saved_model.pb").unlink()
+    with pytest.raises(ModelError, match="cannot load SavedModel .*SavedModel file does not exist"):
+        load_scorer(str(base))
+    assert main(["score", "--model", str(version), photo_png]) == 2
+    assert "holds no SavedModel" in _one_line_error(capsys, "score")
+
+
+@pytest.fixture(scope="module")
+def photo_png(tmp_path_factory):
+    from crafted import photo, png
+
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    path.write_bytes(png(photo(40, 50)))
+    return str(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_corrupt_model_keras_is_a_clear_error(untrained_model, tmp_path, damage, capsys, photo_png):
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.scorer import load_scorer
+
+    model = tmp_path / "model.keras"
+    contents = pathlib.Path(untrained_model).read_bytes()
+    model.write_bytes({"truncated": contents[: len(contents) // 2], "empty": b"",
+                       "random bytes": np.random.default_rng(1).bytes(5000)}[damage])
+    shutil.copy(os.path.join(os.path.dirname(untrained_model), "config.json"), tmp_path / "config.json")
+    pattern = f"cannot load model {model} \\(corrupt or partial file\\?\\): .+"
+    with pytest.raises(ModelError, match=pattern):
+        load_branch(str(model))
+    with pytest.raises(ModelError, match=pattern):
+        load_scorer(str(model))
+    assert main(["export", "--model", str(model), "--export-dir", str(tmp_path / "out")]) == 2
+    assert f"cannot load model {model}" in _one_line_error(capsys, "export")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert main(["score", "--model", str(model), photo_png]) == 2
+    assert f"cannot load model {model}" in _one_line_error(capsys, "score")
+
+
+def test_model_with_a_lambda_layer_is_refused(tmp_path):
+    import keras
+
+    from keras_lmiqa.export import load_branch
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2.0)(inputs))
+    path = str(tmp_path / "lambda.keras")
+    model.save(path)
+    with pytest.raises(ModelError, match="cannot load model .*lambda.keras.*(Lambda|lambda|safe_mode)"):
+        load_branch(path)
+    with pytest.raises(ValueError, match="safe_mode"):  # the default of plain Keras loading too
+        keras.saving.load_model(path)
+
+
+def _package_trees():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path.relative_to(ROOT), ast.parse(path.read_text(), str(path))
+
+
+UNSAFE_KEYWORDS = {"safe_mode": False, "allow_pickle": True, "shell": True}
+UNSAFE_MODULES = ("pickle", "cPickle", "dill", "marshal", "shelve", "joblib", "cloudpickle")
+
+
+def _unsafe(name, tree) -> list[str]:
+    """Pickle-family imports, eval/exec, yaml.load and unsafe keyword values in `tree`."""
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            problems += [f"{name}:{node.lineno} imports {m}" for m in modules if m.split(".")[0] in UNSAFE_MODULES]
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if called in ("eval", "exec", "__import__"):
+                problems.append(f"{name}:{node.lineno} calls {called}")
+            if called == "load" and isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "yaml":
+                problems.append(f"{name}:{node.lineno} calls yaml.load (use safe_load)")
+            for keyword in node.keywords:
+                if keyword.arg not in UNSAFE_KEYWORDS:
+                    continue
+                if not isinstance(keyword.value, ast.Constant):
+                    problems.append(f"{name}:{node.lineno} passes a computed {keyword.arg}")
+                elif keyword.value.value == UNSAFE_KEYWORDS[keyword.arg]:
+                    problems.append(f"{name}:{node.lineno} passes {keyword.arg}={keyword.value.value}")
+    return problems
+
+
+def test_package_source_has_no_pickle_eval_or_unsafe_loading():
+    assert [p for name, tree in _package_trees() for p in _unsafe(name, tree)] == []
+    # The scan does see each kind of problem.
+    sample = ("import pickle\nfrom dill import dumps\neval('1')\nexec('x')\nyaml.load(s)\n"
+              "keras.saving.load_model(p, safe_mode=False)\nnp.load(f, allow_pickle=True)\n"
+              "subprocess.run(c, shell=True)\nkeras.saving.load_model(p, safe_mode=flag)\n"
+              "keras.saving.load_model(p, safe_mode=True)\nyaml.safe_load(s)\n")
+    assert [p.split(" ", 1)[1] for p in _unsafe("sample", ast.parse(sample))] == [
+        "imports pickle", "imports dill", "calls eval", "calls exec", "calls yaml.load (use safe_load)",
+        "passes safe_mode=False", "passes allow_pickle=True", "passes shell=True", "passes a computed safe_mode"]
+
+
+def test_every_keras_load_model_call_keeps_safe_mode():
+    calls = []
+    for name, tree in _package_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load_model":
+                safe = [k.value for k in node.keywords if k.arg == "safe_mode"]
+                calls.append((str(name), node.lineno, [getattr(v, "value", v) for v in safe]))
+    assert calls, "expected load_model calls in the package"
+    assert all(safe in ([], [True]) for _, _, safe in calls), calls  # default (True) or explicit True
+
+
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp*) of sockets listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+def test_servers_bind_loopback_by_default(untrained_export):
+    import inspect
+
+    from keras_lmiqa.cli import build_parser
+    from keras_lmiqa.serving.local_server import LocalServer
+
+    assert inspect.signature(LocalServer).parameters["host"].default == "127.0.0.1"
+    args = build_parser().parse_args(["serve", "--export-dir", "x"])
+    assert args.host == "127.0.0.1"
+    server = LocalServer(os.path.dirname(untrained_export), port=0, rest_port=0, poll_seconds=0).start()
+    try:
+        for port in (server.port, server.rest_port):
+            addresses = _listening(port)
+            # 127.0.0.1, or as gRPC binds it, ::ffff:127.0.0.1 (IPv4-mapped); never 0.0.0.0 or ::
+            assert addresses and set(addresses) <= LOOPBACK, (port, addresses)
+    finally:
+        server.stop()
