@@ -55,17 +55,24 @@ def positive_windows(anchor, anchor_scale_index, height, width, crop_size: int, 
     """P views of the anchor's centre at the other scales (cycling): [P, 4].
 
     With a single scale the views repeat the anchor's window (they differ by flip).
+    Batched too: anchors [..., 4] with scale indices [...] give [..., P, 4], each row
+    exactly what the single call gives (the pipeline scores every candidate's views
+    in one saliency look-up before it knows which window is the anchor).
     """
+    anchor = tf.convert_to_tensor(anchor)
     if num_positives == 0:
-        return tf.zeros([0, 4], tf.float32)
+        return tf.zeros(tf.concat([tf.shape(anchor)[:-1], [0, 4]], 0), tf.float32)
     n = len(scales)
     # Scale indices other than the anchor's, in order, cycling to fill P views.
     offsets = 1 + tf.range(num_positives) % max(n - 1, 1)
-    other = (anchor_scale_index + offsets) % n if n > 1 else tf.zeros([num_positives], tf.int32)
-    side = tf.gather(window_sides(height, width, crop_size, scales), other)
-    cy = (anchor[0] + anchor[2]) / 2.0
-    cx = (anchor[1] + anchor[3]) / 2.0
-    return _square(tf.fill([num_positives], cy), tf.fill([num_positives], cx), side, height, width)
+    index = tf.convert_to_tensor(anchor_scale_index, tf.int32)[..., tf.newaxis]
+    other = (index + offsets) % n if n > 1 else tf.zeros_like(index + offsets)
+    side = tf.gather(window_sides(height, width, crop_size, scales), other)  # [..., P]
+    cy = (anchor[..., 0] + anchor[..., 2]) / 2.0
+    cx = (anchor[..., 1] + anchor[..., 3]) / 2.0
+    centre_y = cy[..., tf.newaxis] + tf.zeros_like(side)
+    centre_x = cx[..., tf.newaxis] + tf.zeros_like(side)
+    return _square(centre_y, centre_x, side, height, width)
 
 
 def grid_windows(height, width, crop_size: int, scales, grid_size: int) -> tf.Tensor:
@@ -106,10 +113,13 @@ def crop_boxes(windows, padded_height, padded_width, crop_size: int, flip=None) 
     # window, i.e. into padding: clamp the first/last samples to the window's pixels.
     # EDGE keeps float rounding from landing a sample a hair outside the image, where
     # crop_and_resize would write a row of zeros (and the result would depend on padding).
-    top = tf.maximum(y0 + half_y - 0.5, y0 + EDGE) / hp
-    bottom = tf.minimum(y1 - half_y - 0.5, y1 - 1.0 - EDGE) / hp
-    left = tf.maximum(x0 + half_x - 0.5, x0 + EDGE) / wp
-    right = tf.minimum(x1 - half_x - 0.5, x1 - 1.0 - EDGE) / wp
+    # A one-pixel side makes the two EDGE clamps cross: its centre bounds them both.
+    cy = 0.5 * (y0 + y1 - 1.0)
+    cx = 0.5 * (x0 + x1 - 1.0)
+    top = tf.minimum(tf.maximum(y0 + half_y - 0.5, y0 + EDGE), cy) / hp
+    bottom = tf.maximum(tf.minimum(y1 - half_y - 0.5, y1 - 1.0 - EDGE), cy) / hp
+    left = tf.minimum(tf.maximum(x0 + half_x - 0.5, x0 + EDGE), cx) / wp
+    right = tf.maximum(tf.minimum(x1 - half_x - 0.5, x1 - 1.0 - EDGE), cx) / wp
     if flip is not None:
         left, right = tf.where(flip, right, left), tf.where(flip, left, right)
     return tf.stack([top, left, bottom, right], axis=-1)

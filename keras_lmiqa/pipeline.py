@@ -21,6 +21,7 @@ import os
 import tensorflow as tf
 
 from keras_lmiqa import crops as crop_ops
+from keras_lmiqa import image_io
 from keras_lmiqa import saliency as saliency_ops
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ImageError
@@ -30,14 +31,10 @@ logger = logging.getLogger(__name__)
 
 
 def decode_image(contents, max_pixels: int) -> tf.Tensor:
-    """Encoded JPEG/PNG/BMP/GIF bytes to [H, W, 3] uint8 (grey and RGBA become RGB)."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8)
-    image = tf.ensure_shape(image, [None, None, 3])
-    shape = tf.shape(image, out_type=tf.int64)
-    tf.debugging.assert_less_equal(
-        shape[0] * shape[1], tf.constant(max_pixels, tf.int64), message="image exceeds the pixel limit (max_pixels)"
-    )
-    return image
+    """Encoded JPEG/PNG/BMP/GIF bytes to [H, W, 3] uint8: `keras_lmiqa.image_io.decode_image`
+    (grey/RGBA/16-bit/CMYK to 8-bit RGB, GIF first frame, EXIF orientation applied,
+    pixel limit checked on the header before decoding)."""
+    return image_io.decode_image(contents, max_pixels)
 
 
 def _options() -> tf.data.Options:
@@ -93,19 +90,25 @@ class TrainPipeline:
         image = element["image"]
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         seed = tf.stack([tf.cast(epoch_seed, tf.int32), element["image_id"]])
-        windows = crop_ops.random_windows(height, width, c.crop_size, c.scales, c.num_crops, seed)
-        scores = _window_saliency(element["saliency_map"], windows, height, width)
+        k, p = c.num_crops, c.num_positives
+        windows = crop_ops.random_windows(height, width, c.crop_size, c.scales, k, seed)
+        # The positives of every window that could become the anchor, [K, P, 4], so one
+        # saliency look-up scores the K windows and the views (each look-up is ~50 small
+        # ops); the anchor's P views are then picked out. Same windows and scores as
+        # scoring the anchor's views after choosing it.
+        candidates = crop_ops.positive_windows(
+            windows, tf.range(k) % len(c.scales), height, width, c.crop_size, c.scales, p)
+        boxes = tf.concat([windows, tf.reshape(candidates, [k * p, 4])], 0)
+        all_scores = _window_saliency(element["saliency_map"], boxes, height, width)
+        scores = all_scores[:k]
         if c.use_saliency:
             anchor = tf.argmax(scores, output_type=tf.int32)
         else:  # ablation: a random window plays the anchor
-            anchor = tf.random.stateless_uniform([], seed + 1, 0, c.num_crops, dtype=tf.int32)
-        order = tf.concat([[anchor], tf.boolean_mask(tf.range(c.num_crops), tf.range(c.num_crops) != anchor)], 0)
+            anchor = tf.random.stateless_uniform([], seed + 1, 0, k, dtype=tf.int32)
+        order = tf.concat([[anchor], tf.boolean_mask(tf.range(k), tf.range(k) != anchor)], 0)
         windows, scores = tf.gather(windows, order), tf.gather(scores, order)
-        positives = crop_ops.positive_windows(
-            windows[0], anchor % len(c.scales), height, width, c.crop_size, c.scales, c.num_positives
-        )
-        windows = tf.concat([windows, positives], axis=0)
-        scores = tf.concat([scores, _window_saliency(element["saliency_map"], positives, height, width)], 0)
+        windows = tf.concat([windows, candidates[anchor]], axis=0)
+        scores = tf.concat([scores, tf.reshape(all_scores[k:], [k, p])[anchor]], 0)
         count = c.crops_per_image
         if c.flip:
             flip = tf.random.stateless_uniform([count], seed + 2) < 0.5
@@ -120,8 +123,8 @@ class TrainPipeline:
         }
 
     def _cut(self, batch):
-        crops = crop_ops.cut_crops(batch.pop("image"), batch.pop("windows"), self.config.crop_size, batch.pop("flip"))
-        return {"crops": crops, **batch}
+        crops = crop_ops.cut_crops(batch["image"], batch["windows"], self.config.crop_size, batch["flip"])
+        return {"crops": crops, **{k: v for k, v in batch.items() if k not in ("image", "windows", "flip")}}
 
     def epoch_dataset(
         self, epoch: int, batch_size: int, num_batches: int, input_context=None, skip_batches: int = 0
@@ -139,16 +142,37 @@ class TrainPipeline:
         if c.cache == "none":
             # Shuffle file names (cheap) before decoding; decode every epoch.
             ds = ds.shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
-            ds = ds.map(self._prepare, num_parallel_calls=AUTOTUNE)
+            ds = ds.map(self._traced("prepare", self._prepare, ds.element_spec), num_parallel_calls=AUTOTUNE)
         else:
             ds = self._cached(ds, input_context).shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.skip(skip_batches * batch_size)
-        ds = ds.map(lambda e: self._sample(e, epoch_seed), num_parallel_calls=AUTOTUNE)
+        sample = self._traced("sample", self._sample, ds.element_spec, tf.TensorSpec([], tf.int32))
+        seed = tf.constant(epoch_seed, tf.int32)
+
+        def sample_epoch(element):
+            return sample(element, seed)
+
+        ds = ds.map(sample_epoch, num_parallel_calls=AUTOTUNE)
         ds = ds.padded_batch(batch_size, drop_remainder=True)
-        ds = ds.take(max(num_batches - skip_batches, 0)).map(self._cut, num_parallel_calls=AUTOTUNE)
+        cut = self._traced("cut", self._cut, ds.element_spec)
+        ds = ds.take(max(num_batches - skip_batches, 0)).map(cut, num_parallel_calls=AUTOTUNE)
         options = _options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(AUTOTUNE)
+
+    def _traced(self, name, function, element_spec, *more_specs):
+        """`function` traced once per element spec and reused by every epoch's dataset.
+
+        Each epoch builds a new dataset; without this every map was retraced (autograph
+        and ~300 ops per epoch, most of a second on a CPU) before the first batch.
+        """
+        functions = self.__dict__.setdefault("_traced_functions", {})
+        key = (name, repr(element_spec), repr(more_specs))
+        if key not in functions:
+            # A tuple element is passed as positional arguments, a dict as one argument.
+            specs = list(element_spec) if isinstance(element_spec, tuple) else [element_spec]
+            functions[key] = tf.function(function, input_signature=[*specs, *more_specs])
+        return functions[key]
 
     def _cached(self, ds, input_context):
         # The cache is owned by the dataset object: build it once, reuse every epoch.
@@ -185,6 +209,46 @@ def inference_dataset(paths, config: TrainConfig, batch_size: int = 16) -> tf.da
     return ds.map(cut, num_parallel_calls=AUTOTUNE).with_options(_options()).prefetch(AUTOTUNE)
 
 
+_CHECKERS: dict[int, object] = {}
+
+
+def _checker(max_pixels: int):
+    """A traced `path -> decoded shape` function (one per pixel limit), as the pipelines decode."""
+    if max_pixels not in _CHECKERS:
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+        def check(path):
+            return tf.shape(decode_image(tf.io.read_file(path), max_pixels))
+
+        _CHECKERS[max_pixels] = check
+    return _CHECKERS[max_pixels]
+
+
+def image_problem(path, max_pixels: int) -> str | None:
+    """Why `path` cannot be used (read or decode error, pixel limit), or None if it decodes."""
+    try:
+        _checker(max_pixels)(tf.constant(os.fspath(path)))
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.FailedPreconditionError, tf.errors.ResourceExhaustedError, tf.errors.UnknownError) as error:
+        return image_io.error_reason(error.message)
+    return None
+
+
+def find_all_undecodable(paths, max_pixels: int, workers: int | None = None) -> list[tuple[str, str]]:
+    """Every image of `paths` that cannot be used, as (path, reason), in the order given.
+
+    Decodes each file with the pipelines' own decoder; TensorFlow ops release the GIL,
+    so a few threads decode in parallel.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [os.fspath(p) for p in paths]
+    workers = workers or min(8, os.cpu_count() or 1)
+    _checker(max_pixels)  # made (and later traced) once, not raced by the threads
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmiqa-check") as pool:
+        problems = list(pool.map(lambda p: image_problem(p, max_pixels), paths))
+    return [(path, reason) for path, reason in zip(paths, problems) if reason is not None]
+
+
 def find_undecodable(paths, max_pixels: int):
     """The first image that fails to decode, with the reason, or None.
 
@@ -192,10 +256,9 @@ def find_undecodable(paths, max_pixels: int):
     file failed, so this names it.
     """
     for path in paths:
-        try:
-            decode_image(tf.io.read_file(path), max_pixels)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-            return path, error.message.splitlines()[0]
+        reason = image_problem(path, max_pixels)
+        if reason is not None:
+            return os.fspath(path), reason
     return None
 
 

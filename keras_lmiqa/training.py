@@ -26,7 +26,8 @@ from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.evaluation import evaluate_records
-from keras_lmiqa.pipeline import TrainPipeline, raise_for_bad_image
+from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
+from keras_lmiqa.research.report import write_report
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
 from keras_lmiqa.trainer import LOSS_NAMES, LMIQATrainer
 
@@ -115,7 +116,13 @@ def train(config: TrainConfig) -> RunResult:
     train_records = split.records(dataset, "train")
     val_records = split.records(dataset, "val")
     test_records = split.records(dataset, "test")
+    skipped: list[dict] = []
+    if config.on_bad_image == "skip":
+        train_records, val_records, test_records, skipped = _drop_bad_images(
+            (train_records, val_records, test_records), config.max_pixels)
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:  # reproducible to the bit, at some speed cost on GPUs
+        tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
@@ -218,11 +225,25 @@ def train(config: TrainConfig) -> RunResult:
         "images": {"train": len(train_records), "val": len(val_records), "test": len(test_records)},
         "train_seconds": round(time.time() - started, 1),
         "export_branch": config.export_branch,
+        "skipped": skipped,  # on_bad_image=skip: [{"path", "reason"}], never replaced by other images
     }
     artifacts.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     _write_predictions(os.path.join(run_dir, "test_predictions.csv"), test_records, predictions)
     logger.info("test %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in test_metrics.items()})
+    # Drawn from the files saved above: if it fails, ReportError names the cause and the
+    # results stay saved (`lmiqa report RUN_DIR` rebuilds it).
+    write_report(run_dir)
     return RunResult(run_dir, metrics)
+
+
+def _drop_bad_images(splits, max_pixels: int):
+    """`on_bad_image: skip`: each split without the images the pipeline cannot decode, and
+    [{"path", "reason"}] of those dropped (each also logged)."""
+    bad = dict(find_all_undecodable([r.path for records in splits for r in records], max_pixels))
+    for path, reason in bad.items():
+        logger.warning("skipping image %s: %s", path, reason)
+    kept = [[r for r in records if r.path not in bad] for records in splits]
+    return (*kept, [{"path": path, "reason": reason} for path, reason in bad.items()])
 
 
 def _write_predictions(path: str, records, predictions) -> None:

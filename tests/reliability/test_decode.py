@@ -219,8 +219,6 @@ def test_tiny_images_are_upscaled_in_training_and_inference(tmp_path):
     assert np.isfinite(train_batch["saliency"].numpy()).all()
 
 
-@pytest.mark.xfail(strict=True, reason="crops.crop_boxes: for a 1-pixel-wide window the EDGE clamps cross "
-                                      "(x0 + EDGE > x1 - 1 - EDGE), so half the samples land outside the image")
 def test_one_pixel_wide_image_crops_hold_only_its_pixels():
     from keras_lmiqa import crops
 
