@@ -219,3 +219,23 @@ def test_runs_inside_a_saved_model(tmp_path):
     np.testing.assert_allclose(
         out["windows"].numpy(),
         window_saliency(spectral_residual_small(image), boxes).numpy(), atol=1e-6)
+
+
+def test_large_photos_are_subsampled_without_changing_the_map(monkeypatch):
+    """Above 16x the map's size the image is subsampled before the antialiased resize;
+    on a real photograph at 2048 px the map stays what the full resize gives."""
+    from skimage import data
+
+    from keras_lmiqa import saliency
+
+    photo = tf.image.resize(data.astronaut()[None].astype("float32"), (1536, 2048), method="bicubic")[0]
+    noise = np.random.default_rng(0).normal(0, 6, photo.shape)
+    photo = tf.constant(np.clip(photo.numpy() + noise, 0, 255).astype(np.uint8))
+    small = photo[:768, :1024]  # 16x the map's long side: not subsampled
+    fast, small_default = spectral_residual_small(photo).numpy(), spectral_residual_small(small).numpy()
+    monkeypatch.setattr(saliency, "SUBSAMPLE_ABOVE", 10**6)  # every pixel through the resize
+    exact, small_exact = spectral_residual_small(photo).numpy(), spectral_residual_small(small).numpy()
+    assert fast.shape == exact.shape == (48, 64)
+    assert np.abs(fast - exact).max() < 0.05
+    assert np.corrcoef(fast.ravel(), exact.ravel())[0, 1] > 0.99
+    np.testing.assert_array_equal(small_default, small_exact)
