@@ -16,7 +16,7 @@ def _train(data_root, run_dir):
     command = [sys.executable, "-m", "keras_lmiqa.cli", "train", "--dataset", "csv", "--data-root", data_root,
                "--dataset-option", "group_column=group", "--output-dir", run_dir, "--backbone", "tiny",
                "--weights", "none", "--crop-size", "32", "--crops", "3", "--positives", "1", "--batch-size", "4",
-               "--epochs", "2", "--deterministic", "--set", "head_units=16", "--set", "embedding_dim=8",
+               "--epochs", "1", "--deterministic", "--set", "head_units=16", "--set", "embedding_dim=8",
                "--set", "val_fraction=0.25", "--set", "test_fraction=0.34"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
