@@ -72,6 +72,7 @@ class TrainPipeline:
         self.qualities = [float(q) for q in qualities]
         self.size = len(self.paths)
         self._cache_by_pipeline: dict[int, tf.data.Dataset] = {}
+        self._traced_functions: dict[tuple, tf.types.experimental.GenericFunction] = {}
 
     def steps_per_epoch(self, global_batch_size: int, num_workers: int = 1) -> int:
         """Global steps per epoch: every worker reads its shard of the images."""
@@ -166,13 +167,12 @@ class TrainPipeline:
         Each epoch builds a new dataset; without this every map was retraced (autograph
         and ~300 ops per epoch, most of a second on a CPU) before the first batch.
         """
-        functions = self.__dict__.setdefault("_traced_functions", {})
         key = (name, repr(element_spec), repr(more_specs))
-        if key not in functions:
+        if key not in self._traced_functions:
             # A tuple element is passed as positional arguments, a dict as one argument.
             specs = list(element_spec) if isinstance(element_spec, tuple) else [element_spec]
-            functions[key] = tf.function(function, input_signature=[*specs, *more_specs])
-        return functions[key]
+            self._traced_functions[key] = tf.function(function, input_signature=[*specs, *more_specs])
+        return self._traced_functions[key]
 
     def _cached(self, ds, input_context):
         # The cache is owned by the dataset object: build it once, reuse every epoch.
