@@ -68,6 +68,9 @@ class TrainConfig:
     lambda_lm: float = 0.2
     lambda_mut: float = 1.0
     smooth_l1_beta: float = 1.0
+    # Not in method.md: a pairwise ranking term on image scores (0 = off, the paper's loss).
+    lambda_rank: float = 0.0
+    rank_temperature: float = 0.05
     use_contrastive: bool = True
     use_intra_negatives: bool = True
     use_mutual: bool = True
@@ -166,6 +169,8 @@ def _validate(c: TrainConfig) -> None:
     _check(c.saliency_temperature > 0, f"saliency_temperature must be > 0, got {c.saliency_temperature}")
     _check(c.intra_weight >= 0, f"intra_weight must be >= 0, got {c.intra_weight}")
     _check(c.lambda_lm >= 0 and c.lambda_mut >= 0, "lambda_lm and lambda_mut must be >= 0")
+    _check(c.lambda_rank >= 0, f"lambda_rank must be >= 0, got {c.lambda_rank}")
+    _check(c.rank_temperature > 0, f"rank_temperature must be > 0, got {c.rank_temperature}")
     _check(c.smooth_l1_beta > 0, f"smooth_l1_beta must be > 0, got {c.smooth_l1_beta}")
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}")
     _check(c.batch_size >= 2, f"batch_size must be >= 2 (contrastive negatives need other images), got {c.batch_size}")

@@ -1,4 +1,5 @@
-"""LML-IQA losses: local-manifold contrastive, quality (SmoothL1), mutual distillation.
+"""LML-IQA losses: local-manifold contrastive, quality (SmoothL1), mutual distillation,
+and an optional pairwise ranking term on the image scores.
 
 Model-side code: `keras.ops` only, so it runs on any Keras 3 backend. Every loss is
 computed in float32 (inputs are cast), also under a mixed-precision policy.
@@ -113,6 +114,40 @@ def quality_loss(pred, target, beta=1.0):
     pred = ops.reshape(pred, (-1,))
     target = ops.reshape(target, (-1,))
     return ops.mean(_smooth_l1(pred, target, beta))
+
+
+def pairwise_ranking_loss(pred, target, reference_pred, reference_target, temperature=0.05):
+    """Pairwise logistic (RankNet) loss of scores against a reference set of images.
+
+    For each image i and each reference image j with a different target:
+    `softplus(-sign(t_i - t_j) * (p_i - stop_gradient(p_j)) / temperature)`, averaged
+    over j, then over i. SRCC, the field's headline metric, depends only on the
+    order of the scores; this term asks for that order directly, while the SmoothL1
+    term keeps the scale. The reference set is the global batch (under a strategy,
+    gathered from every replica), so gradients reach `pred` only; with the reference
+    being `pred` itself every pair still pulls on both its images, once per order.
+
+    Args:
+        pred: `(batch,)` predicted scores (normalised quality, higher = better).
+        target: `(batch,)` normalised MOS.
+        reference_pred: `(n,)` scores of the reference images (treated as constants).
+        reference_target: `(n,)` their normalised MOS.
+        temperature: float > 0, the score difference that counts as a clear order.
+            Defaults to 0.05 (scores lie in [0, 1]).
+
+    Returns:
+        Scalar float32 loss; 0 when no pair has different targets.
+    """
+    _check_positive("temperature", temperature)
+    pred = ops.reshape(ops.cast(pred, "float32"), (-1, 1))
+    target = ops.reshape(ops.cast(target, "float32"), (-1, 1))
+    reference_pred = ops.stop_gradient(ops.reshape(ops.cast(reference_pred, "float32"), (1, -1)))
+    reference_target = ops.reshape(ops.cast(reference_target, "float32"), (1, -1))
+    order = ops.sign(target - reference_target)  # [b, n]; 0 for ties (and the image itself)
+    counted = ops.abs(order)
+    pair_loss = ops.softplus(-order * (pred - reference_pred) / temperature) * counted
+    per_image = ops.sum(pair_loss, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)
+    return ops.mean(per_image)
 
 
 def mutual_distillation_loss(

@@ -23,7 +23,7 @@ from keras_lmiqa.models import build_branch
 from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.strategy import all_gather, replica_offset_and_total
 
-LOSS_NAMES = ("loss", "quality", "contrastive", "mutual", "mutual_mse", "mutual_kl")
+LOSS_NAMES = ("loss", "quality", "rank", "contrastive", "mutual", "mutual_mse", "mutual_kl")
 
 
 def build_schedule(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -91,6 +91,11 @@ class LMIQATrainer:
         score, _ = importance_pool(out["crop_scores"][:, :k], out["crop_logits"][:, :k])
         terms = {"quality": losses.quality_loss(score, batch["quality"], beta=c.smooth_l1_beta) * scale}
         zero = ops.zeros((), "float32")
+        terms["rank"] = zero
+        if c.lambda_rank > 0:  # against the whole global batch, like the contrastive keys
+            terms["rank"] = scale * losses.pairwise_ranking_loss(
+                score, batch["quality"], all_gather(ops.stop_gradient(score)), all_gather(batch["quality"]),
+                temperature=c.rank_temperature)
         terms["contrastive"] = zero
         if c.use_contrastive and c.lambda_lm > 0:
             query = out["embeddings"][:, 0]  # the anchor crop
@@ -107,7 +112,7 @@ class LMIQATrainer:
             terms["mutual_mse"] = mse * scale
             terms["mutual_kl"] = (kl if c.use_saliency else zero) * scale
         terms["mutual"] = terms["mutual_mse"] + terms["mutual_kl"]
-        terms["loss"] = terms["quality"] + c.lambda_lm * terms["contrastive"] + c.lambda_mut * terms["mutual"]
+        terms["loss"] = terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"] + c.lambda_mut * terms["mutual"]
         return terms
 
     def _masks(self, roles, offset, num_keys):

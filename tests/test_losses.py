@@ -10,6 +10,7 @@ from keras_lmiqa.losses import (
     QualitySmoothL1,
     local_manifold_contrastive_loss,
     mutual_distillation_loss,
+    pairwise_ranking_loss,
     quality_loss,
 )
 
@@ -195,6 +196,50 @@ def test_quality_loss_matches_numpy(beta):
     # The Keras class gives the same value, also for (batch, 1) predictions.
     loss = QualitySmoothL1(beta=beta)
     np.testing.assert_allclose(float(loss(target, pred[:, None])), want, rtol=1e-6)
+
+
+def _reference_ranking(pred, target, ref_pred, ref_target, tau):
+    """Plain float64 loops over (image, reference) pairs with different targets."""
+    per_image = []
+    for p, t in zip(pred.astype(np.float64), target.astype(np.float64)):
+        pairs = [math.log1p(math.exp(-np.sign(t - rt) * (p - rp) / tau))
+                 for rp, rt in zip(ref_pred.astype(np.float64), ref_target.astype(np.float64)) if rt != t]
+        per_image.append(np.mean(pairs) if pairs else 0.0)
+    return float(np.mean(per_image))
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5])
+def test_ranking_loss_matches_numpy(tau):
+    rng = np.random.default_rng(11)
+    pred = rng.uniform(size=6).astype(np.float32)
+    target = rng.uniform(size=6).astype(np.float32)
+    target[3] = target[1]  # a tie: that pair does not count
+    ref_pred = np.concatenate([pred, rng.uniform(size=4).astype(np.float32)])
+    ref_target = np.concatenate([target, rng.uniform(size=4).astype(np.float32)])
+    got = float(pairwise_ranking_loss(pred, target, ref_pred, ref_target, temperature=tau))
+    np.testing.assert_allclose(got, _reference_ranking(pred, target, ref_pred, ref_target, tau), rtol=1e-5)
+
+
+def test_ranking_loss_is_low_for_the_right_order_and_zero_without_pairs():
+    target = np.array([0.1, 0.5, 0.9], np.float32)
+    right = float(pairwise_ranking_loss(target, target, target, target, temperature=0.05))
+    wrong = float(pairwise_ranking_loss(target[::-1].copy(), target, target[::-1].copy(), target, temperature=0.05))
+    assert right < 0.01 < 5.0 < wrong
+    same = np.full(3, 0.5, np.float32)
+    assert float(pairwise_ranking_loss(target, same, target, same)) == 0.0
+
+
+def test_ranking_loss_gradient_reaches_scores_only_and_orders_them():
+    pred = tf.constant([0.6, 0.4], tf.float32)  # in the wrong order for these targets
+    target = tf.constant([0.2, 0.8], tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(pred)
+        reference = tf.identity(pred)
+        tape.watch(reference)
+        loss = pairwise_ranking_loss(pred, target, reference, target, temperature=0.1)
+    grad = tape.gradient(loss, pred).numpy()
+    assert tape.gradient(loss, reference) is None
+    assert grad[0] > 0 > grad[1]  # descent lowers the first score and raises the second
 
 
 def test_mutual_distillation_matches_numpy():

@@ -19,7 +19,8 @@ from keras_lmiqa.trainer import LMIQATrainer  # noqa: E402
 
 branch_mode = sys.argv[1] if len(sys.argv) > 1 else "ema"
 config = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=3, num_positives=1, batch_size=4,
-                     dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3, branch_mode=branch_mode)
+                     dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3, branch_mode=branch_mode,
+                     lambda_rank=0.5)  # every loss term on, the ranking term across replicas too
 rng = np.random.default_rng(0)
 batch = {
     "crops": rng.integers(0, 256, (4, 4, 32, 32, 3), dtype=np.uint8),

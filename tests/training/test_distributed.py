@@ -24,6 +24,7 @@ def test_mirrored_step_equals_single_device_step():
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
+    assert report["loss_single"]["rank"] > 0.1 and report["loss_single"]["contrastive"] > 0.1
     for name, value in report["loss_single"].items():
         assert report["loss_mirrored"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
     assert report["student_moved"] > 1e-3  # the step did something ...
