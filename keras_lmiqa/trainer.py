@@ -112,7 +112,8 @@ class LMIQATrainer:
             terms["mutual_mse"] = mse * scale
             terms["mutual_kl"] = (kl if c.use_saliency else zero) * scale
         terms["mutual"] = terms["mutual_mse"] + terms["mutual_kl"]
-        terms["loss"] = terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"] + c.lambda_mut * terms["mutual"]
+        terms["loss"] = (terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"]
+                         + c.lambda_mut * terms["mutual"])
         return terms
 
     def _masks(self, roles, offset, num_keys):
