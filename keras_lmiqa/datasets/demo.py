@@ -43,7 +43,7 @@ Labels (weak, full-reference, like KADIS-700k)
 Cache layout (`<cache>` = `root` if given, else `$LMIQA_HOME/demo`, else
 `~/.cache/keras_lmiqa/demo`)::
 
-    <cache>/v1-s256-r20-seed0-<sources hash>/
+    <cache>/v1-s256-r48-seed0-<sources hash>/
         labels.csv                 path,mos,group,distortion,level
         build.json                 options, references, label definition
         references/<ref>.png       pristine tiles (not records)
@@ -80,7 +80,7 @@ logger = logging.getLogger(__name__)
 NAME = "demo"
 FORMAT_VERSION = 1  # bump when distortions or labels change: it names the cache folder
 DEFAULT_IMAGE_SIZE = 256
-DEFAULT_MAX_REFERENCES = 20
+DEFAULT_MAX_REFERENCES = 48  # every 256-px tile the bundled photographs give
 DEFAULT_SEED = 0
 MIN_IMAGE_SIZE = 64
 MAX_IMAGE_SIZE = 1024
