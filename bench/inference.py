@@ -40,7 +40,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from keras_lmiqa.crops import cut_crops
+    from keras_lmiqa.crops import cut_crops, grid_window_count
     from keras_lmiqa.export import decode_batch, load_branch
     from keras_lmiqa.models import build_backbone
 
@@ -54,7 +54,9 @@ def main(argv=None):
     branch_fn = tf.function(lambda crops: branch(crops, training=False)["score"])
     backbone_fn = tf.function(lambda flat: backbone(tf.cast(flat, tf.float32), training=False))
     data = common.image_bytes(args.side, args.images)
-    G, S = config.inference_crops, config.crop_size
+    S = config.crop_size
+    side = args.side or 256  # the demo PNGs are 256 px squares
+    G = grid_window_count(side, side, S, config.scales, config.grid_size)
 
     variants, sizes = {}, [int(b) for b in args.batches.split(",")]
     for b in sizes:

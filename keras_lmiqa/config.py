@@ -19,6 +19,7 @@ from keras_lmiqa.errors import ConfigError
 BACKBONES = ("tiny", "mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_v2_b0", "convnext_tiny", "vit_s16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 BRANCH_MODES = ("ema", "dml")
+EXPORT_BRANCHES = ("auto", "teacher", "student")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,8 @@ class TrainConfig:
     Data: `dataset`, `data_root`, `dataset_options` (reader options), split settings.
     Crops: `crop_size` (model input side), `scales` (window side = crop_size / r),
     `num_crops` (K random windows per image), `num_positives` (P other-scale views of
-    the anchor), `grid_size` (inference windows per scale and axis).
+    the anchor), `grid_size` (inference windows per coarser scale and axis; at native
+    scale the windows tile the image, so the window count depends on the image size).
     Method: temperatures, loss weights and the ablation switches (`use_*`).
     """
 
@@ -40,7 +42,10 @@ class TrainConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     use_official_split: bool = True
-    cache: str = "memory"  # "none", "memory" or a file path prefix for tf.data's cache
+    # "encoded" (file bytes in RAM, decoded every pass), "decoded" (pixels in RAM, under
+    # cache_budget_gb), "none" (read files every pass) or a file prefix for tf.data's cache.
+    cache: str = "encoded"
+    cache_budget_gb: float = 4.0
     on_bad_image: str = "error"
     max_pixels: int = 50_000_000  # images above this pixel count are refused
     # crops
@@ -59,15 +64,21 @@ class TrainConfig:
     head_units: int = 256
     dropout: float = 0.1
     branch_mode: str = "ema"
+    # Teacher EMA: m_t = min(momentum, 1 - 1/t, 1 - 1/(teacher_horizon * total steps)):
+    # a running mean of the student first, then an EMA whose time constant is at most
+    # `teacher_horizon` of the run, so it tracks the student on any run length.
     momentum: float = 0.999
-    export_branch: str = "teacher"
+    teacher_horizon: float = 0.1
+    export_branch: str = "auto"  # "auto": the branch validation picks; or "teacher" / "student"
     # losses
     temperature: float = 0.1
     intra_weight: float = 1.0
+    intra_iou_threshold: float = 0.3  # a non-salient window overlapping the anchor's views more is neutral
     saliency_temperature: float = 0.1
-    lambda_lm: float = 0.2
+    lambda_lm: float = 0.1
     lambda_mut: float = 1.0
-    smooth_l1_beta: float = 1.0
+    lambda_mse: float = 0.25  # weight of the MSE toward the teacher inside L_mut (off during warm-up)
+    smooth_l1_beta: float = 0.05  # in units of the [0, 1] quality scale
     # Not in method.md: a pairwise ranking term on image scores (0 = off, the paper's loss).
     lambda_rank: float = 0.0
     rank_temperature: float = 0.05
@@ -79,6 +90,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
     lr: float = 1e-4
+    head_lr_multiplier: float = 10.0  # heads' lr / backbone's lr, for pretrained backbones only
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     clip_norm: float = 1.0
@@ -101,11 +113,6 @@ class TrainConfig:
     def crops_per_image(self) -> int:
         """K training windows plus P positive views."""
         return self.num_crops + self.num_positives
-
-    @property
-    def inference_crops(self) -> int:
-        """Windows in the deterministic inference grid."""
-        return len(self.scales) * self.grid_size * self.grid_size
 
     def replace(self, **changes) -> "TrainConfig":
         return from_dict({**self.to_dict(), **changes})
@@ -145,6 +152,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         # on demo splits 0 and 1 against the same run without it (README table).
         "lambda_rank": 0.1,
     },
+    # Real photographs on a 2-core CPU: ImageNet MobileNetV2 (`weights: imagenet`; pass
+    # --weights PATH where it cannot download), 128 px crops, K=4, P=1. Chosen on
+    # BIQ2021's validation part (README, "Real photographs"); ~30 images/s here.
+    "cpu-photos": {
+        "backbone": "mobilenet_v2",
+        "crop_size": 128,
+        "num_crops": 4,
+        "num_positives": 1,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 3e-4,
+        "warmup_epochs": 0.2,
+    },
 }
 
 
@@ -157,7 +177,13 @@ def _validate(c: TrainConfig) -> None:
     _check(c.backbone in BACKBONES, f"backbone {c.backbone!r} is not one of {', '.join(BACKBONES)}")
     _check(c.strategy in STRATEGIES, f"strategy {c.strategy!r} is not one of {', '.join(STRATEGIES)}")
     _check(c.branch_mode in BRANCH_MODES, f"branch_mode {c.branch_mode!r} is not one of {', '.join(BRANCH_MODES)}")
-    _check(c.export_branch in ("teacher", "student"), f"export_branch must be teacher or student, got {c.export_branch!r}")
+    _check(c.export_branch in EXPORT_BRANCHES,
+           f"export_branch must be one of {', '.join(EXPORT_BRANCHES)}, got {c.export_branch!r}")
+    _check(0 < c.teacher_horizon <= 1, f"teacher_horizon must be in (0, 1], got {c.teacher_horizon}")
+    _check(c.lambda_mse >= 0, f"lambda_mse must be >= 0, got {c.lambda_mse}")
+    _check(c.head_lr_multiplier > 0, f"head_lr_multiplier must be > 0, got {c.head_lr_multiplier}")
+    _check(c.intra_iou_threshold > 0, f"intra_iou_threshold must be > 0, got {c.intra_iou_threshold}")
+    _check(c.cache_budget_gb > 0, f"cache_budget_gb must be > 0, got {c.cache_budget_gb}")
     _check(c.on_bad_image in ("error", "skip"), f"on_bad_image must be error or skip, got {c.on_bad_image!r}")
     _check(16 <= c.crop_size <= 1024, f"crop_size must be in [16, 1024], got {c.crop_size}")
     _check(len(c.scales) >= 1 and all(0 < s <= 1 for s in c.scales), f"scales must be in (0, 1], got {c.scales}")
@@ -182,7 +208,7 @@ def _validate(c: TrainConfig) -> None:
     _check(0 <= c.test_fraction < 1 and 0 <= c.val_fraction < 1, "test_fraction and val_fraction must be in [0, 1)")
     _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
     _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
-    _check(c.cache in ("none", "memory") or bool(c.cache), "cache must be none, memory or a file prefix")
+    _check(bool(c.cache), "cache must be encoded, decoded, none or a file prefix")
 
 
 def from_dict(values: Mapping[str, Any]) -> TrainConfig:

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_lmiqa import metrics as iqa_metrics
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.datasets.records import ScoreScale
+from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.pipeline import inference_dataset, raise_for_bad_image
 
 
@@ -18,29 +19,49 @@ _SCORE_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _score_function(model):
+    """crops [B, G, S, S, 3], mask [B, G] -> image scores [B], padding crops left out."""
     if model not in _SCORE_FUNCTIONS:
         held = weakref.ref(model)  # the cached function must not keep its model alive
-        _SCORE_FUNCTIONS[model] = tf.function(lambda crops: held()(crops, training=False)["score"],
-                                              reduce_retracing=True)
+
+        def score(crops, mask):
+            outputs = held()(crops, training=False)
+            return importance_pool(outputs["crop_scores"], outputs["crop_logits"], mask)[0]
+
+        _SCORE_FUNCTIONS[model] = tf.function(score, reduce_retracing=True)
     return _SCORE_FUNCTIONS[model]
 
 
 def predict_quality(model, paths, config: TrainConfig, batch_size: int = 32) -> np.ndarray:
     """Normalised quality (higher = better) of each image, on the inference crop grid."""
+    return predict_quality_many({"model": model}, paths, config, batch_size)["model"]
+
+
+def predict_quality_many(models: dict, paths, config: TrainConfig, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """`predict_quality` for several models of one config, cutting each batch's crops once."""
     if not len(paths):
-        return np.zeros([0], np.float32)
-    score_fn = _score_function(model)
-    scores = []
+        return {name: np.zeros([0], np.float32) for name in models}
+    score_fns = {name: _score_function(model) for name, model in models.items()}
+    scores: dict[str, list] = {name: [] for name in models}
     try:
         for batch in inference_dataset(paths, config, batch_size):
-            scores.append(score_fn(batch["crops"]).numpy())
+            for name, score_fn in score_fns.items():
+                scores[name].append(score_fn(batch["crops"], batch["mask"]).numpy())
     except tf.errors.InvalidArgumentError as error:
         raise_for_bad_image(paths, config.max_pixels, error)
-    return np.concatenate(scores).astype(np.float32)
+    return {name: np.concatenate(values).astype(np.float32) for name, values in scores.items()}
 
 
 def evaluate_records(model, records, scale: ScoreScale, config: TrainConfig) -> tuple[dict, np.ndarray]:
     """Metrics on the dataset's own scale, and the predicted scores on that scale."""
-    quality = predict_quality(model, [r.path for r in records], config)
-    predicted_mos = np.asarray(scale.to_mos(quality), np.float64)
-    return iqa_metrics.evaluate(predicted_mos, np.array([r.mos for r in records], np.float64)), predicted_mos
+    return evaluate_many({"model": model}, records, scale, config)["model"]
+
+
+def evaluate_many(models: dict, records, scale: ScoreScale, config: TrainConfig) -> dict[str, tuple[dict, np.ndarray]]:
+    """`evaluate_records` for each of several models (e.g. the two branches) in one pass."""
+    qualities = predict_quality_many(models, [r.path for r in records], config)
+    target = np.array([r.mos for r in records], np.float64)
+    results = {}
+    for name, quality in qualities.items():
+        predicted_mos = np.asarray(scale.to_mos(quality), np.float64)
+        results[name] = (iqa_metrics.evaluate(predicted_mos, target), predicted_mos)
+    return results

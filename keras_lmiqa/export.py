@@ -15,10 +15,13 @@ Both signatures return
     score          float32 [batch]        normalised quality in [0, 1], higher = better
     mos            float32 [batch]        the score on the training dataset's own scale
                                           and direction (MOS or DMOS, see the metadata)
-    crop_scores    float32 [batch, G]     per-crop quality of the G inference windows
+    crop_scores    float32 [batch, G]     per-crop quality of the inference windows
     crop_weights   float32 [batch, G]     importance weights (softmax), sum to 1
     crop_windows   float32 [batch, G, 4]  windows [y0, x0, y1, x1] in image pixels
     crop_saliency  float32 [batch, G]     mean spectral-residual saliency per window
+G is the request's longest window list: an image's windows depend on its size (native
+scale tiles the image); shorter lists are padded at the end with empty windows
+[0, 0, 0, 0] of weight, score and saliency 0 (`crops.window_mask`).
 
 Decoding, the crop grid, saliency, crop cutting and the importance-weighted average run
 in the graph exactly as `keras_lmiqa.evaluation.predict_quality` runs them: images of
@@ -43,9 +46,10 @@ import tensorflow as tf
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.config import TrainConfig, from_dict
-from keras_lmiqa.crops import cut_crops
+from keras_lmiqa.crops import cut_crops, window_mask
 from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.errors import ConfigError, ModelError
+from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.pipeline import decode_image, inference_elements
 
 logger = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ MODEL_NAME = "lmiqa"
 ASSETS_EXTRA = "assets.extra"
 METADATA_FILE = "lmiqa_metadata.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
-METADATA_FORMAT = 1
+METADATA_FORMAT = 2  # 2: the window count depends on the image (no fixed "grid_windows")
 OUTPUT_KEYS = ("score", "mos", "crop_scores", "crop_weights", "crop_windows", "crop_saliency")
 # Leading bytes of the formats tf.io.decode_image reads.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
@@ -79,9 +83,9 @@ def decode_batch(images, config: TrainConfig):
     """Encoded images [B] -> (padded pixels [B, Hmax, Wmax, 3] uint8, windows [B, G, 4], saliency [B, G]).
 
     Each image is decoded, gridded and its saliency computed on its own pixels; the
-    batch is then zero-padded at the bottom/right, as `inference_dataset` pads.
+    batch is then zero-padded at the bottom/right, and the window lists at the end with
+    empty windows, as `inference_dataset` pads.
     """
-    count = config.inference_crops
 
     def one(args):
         contents, index = args
@@ -96,8 +100,9 @@ def decode_batch(images, config: TrainConfig):
     decoded, windows, saliency = tf.map_fn(
         one, (images, tf.range(tf.shape(images)[0])),
         fn_output_signature=(tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
-                             tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32)))
-    return decoded.to_tensor(), windows, saliency
+                             tf.RaggedTensorSpec([None, 4], tf.float32, ragged_rank=0),
+                             tf.RaggedTensorSpec([None], tf.float32, ragged_rank=0)))
+    return decoded.to_tensor(), windows.to_tensor(), saliency.to_tensor()
 
 
 def pixel_batch(pixels, config: TrainConfig):
@@ -112,23 +117,24 @@ def pixel_batch(pixels, config: TrainConfig):
     ]
     with tf.control_dependencies(checks):
         pixels = tf.identity(pixels)
-    count = config.inference_crops
-    windows, saliency = tf.map_fn(
+    windows, saliency = tf.map_fn(  # images of one size: the same window count
         lambda image: inference_elements(image, config), pixels,
-        fn_output_signature=(tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32)))
+        fn_output_signature=(tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.float32)))
     return pixels, windows, saliency
 
 
 def score_images(model, config: TrainConfig, scale: ScoreScale, pixels, windows, saliency) -> dict:
-    """Cut the grid crops, run the branch and map the score to the dataset's scale."""
+    """Cut the crops, run the branch, pool without the padding windows, map the score to the dataset's scale."""
     outputs = model(cut_crops(pixels, windows, config.crop_size), training=False)
-    score = tf.cast(outputs["score"], tf.float32)
+    mask = window_mask(windows)
+    crop_scores = tf.where(mask, tf.cast(outputs["crop_scores"], tf.float32), 0.0)
+    score, weights = importance_pool(crop_scores, tf.cast(outputs["crop_logits"], tf.float32), mask)
     unit = score if scale.higher_better else 1.0 - score
     return {
         "score": score,
         "mos": scale.low + unit * (scale.high - scale.low),
-        "crop_scores": tf.cast(outputs["crop_scores"], tf.float32),
-        "crop_weights": tf.cast(outputs["crop_weights"], tf.float32),
+        "crop_scores": crop_scores,
+        "crop_weights": weights,
         "crop_windows": windows,
         "crop_saliency": saliency,
     }
@@ -212,8 +218,9 @@ def build_metadata(config: TrainConfig, scale: ScoreScale, record: dict) -> dict
                   "mos": {"low": scale.low, "high": scale.high, "higher_better": scale.higher_better,
                           "kind": scale.kind}},
         "crops": {"crop_size": config.crop_size, "scales": list(config.scales), "grid_size": config.grid_size,
-                  "grid_windows": config.inference_crops, "saliency_long_side": config.saliency_long_side,
-                  "max_pixels": config.max_pixels},
+                  "windows": "native scale tiles the image (ceil(H/S) x ceil(W/S)), grid_size^2 per coarser "
+                             "scale, duplicates removed; padded with empty windows in a batch",
+                  "saliency_long_side": config.saliency_long_side, "max_pixels": config.max_pixels},
         "model": {"backbone": config.backbone, "branch": config.export_branch},
         "signatures": {"serving_default": {"inputs": {"images": "string [batch]"}},
                        "score_pixels": {"inputs": {"pixels": "uint8 [batch, H, W, 3]"}},

@@ -6,11 +6,14 @@ uint8 until the model normalises them (a quarter of float32's bytes on the host)
 Training elements (`TrainPipeline.epoch_dataset`) are dicts with
     crops     [B, K+P, S, S, 3] uint8   anchor first, then K-1 non-salient, then P positives
     saliency  [B, K+P] float32          mean saliency inside each window
-    roles     [B, K+P] int32            crops.ROLE_ANCHOR / ROLE_NON_SALIENT / ROLE_POSITIVE
+    roles     [B, K+P] int32            per image: crops.ROLE_ANCHOR, then ROLE_NON_SALIENT (an intra
+                                        negative) or ROLE_NEUTRAL (a window overlapping the anchor or a
+                                        positive: neither positive nor negative), then ROLE_POSITIVE
     quality   [B] float32               normalised MOS, higher = better
     image_id  [B] int32                 index of the image in the split
-Inference elements (`inference_dataset`) hold `crops` [B, G, S, S, 3] and `saliency`
-[B, G] for the deterministic grid of G windows.
+Inference elements (`inference_dataset`) hold `crops` [B, G, S, S, 3], `saliency` [B, G]
+and `mask` [B, G] for the deterministic windows of each image (G: the batch's longest
+grid; shorter grids are padded with empty windows, mask False).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from keras_lmiqa import crops as crop_ops
 from keras_lmiqa import image_io
 from keras_lmiqa import saliency as saliency_ops
 from keras_lmiqa.config import TrainConfig
-from keras_lmiqa.errors import ImageError
+from keras_lmiqa.errors import ConfigError, ImageError
 
 AUTOTUNE = tf.data.AUTOTUNE
 logger = logging.getLogger(__name__)
@@ -55,13 +58,82 @@ def _window_saliency(saliency_map, windows, height, width):
     return saliency_ops.window_saliency(saliency_map, crop_ops.normalised(windows, height, width))
 
 
+def window_iou(a, b) -> tf.Tensor:
+    """Pairwise intersection over union of windows `a` [N, 4] and `b` [M, 4]: [N, M].
+
+    Windows are `[y0, x0, y1, x1]` (any consistent units); a pair whose union is empty
+    (two degenerate windows) has IoU 0.
+    """
+    a = tf.convert_to_tensor(a, tf.float32)
+    b = tf.convert_to_tensor(b, tf.float32)
+    ay0, ax0, ay1, ax1 = (a[:, i, tf.newaxis] for i in range(4))  # [N, 1]
+    by0, bx0, by1, bx1 = (b[tf.newaxis, :, i] for i in range(4))  # [1, M]
+    inter_h = tf.maximum(tf.minimum(ay1, by1) - tf.maximum(ay0, by0), 0.0)
+    inter_w = tf.maximum(tf.minimum(ax1, bx1) - tf.maximum(ax0, bx0), 0.0)
+    inter = inter_h * inter_w
+    union = (ay1 - ay0) * (ax1 - ax0) + (by1 - by0) * (bx1 - bx0) - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+# `cache` values. "memory" (old config files) means "decoded".
+CACHE_NONE, CACHE_ENCODED, CACHE_DECODED = "none", "encoded", "decoded"
+CACHE_ALIASES = {"memory": CACHE_DECODED}
+
+
+def cache_mode(cache: str) -> str:
+    """"none", "encoded", "decoded", or "file" for any other value (a tf.data file cache prefix)."""
+    cache = CACHE_ALIASES.get(cache, cache)
+    return cache if cache in (CACHE_NONE, CACHE_ENCODED, CACHE_DECODED) else "file"
+
+
+def _human_bytes(count: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}" if count < 100 * size else f"{count / size:.0f} {unit}"
+    return f"{int(count)} bytes"
+
+
+def encoded_bytes(paths) -> int:
+    """Total size of the files (what the "encoded" cache holds); unreadable files count 0."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass  # the pipeline reports it when it reads the file
+    return total
+
+
+def decoded_bytes(paths, saliency_long_side: int) -> int:
+    """Estimated RAM of the "decoded" cache: H*W*3 (uint8 pixels) from each image's header,
+    plus its float32 saliency map. Files whose header cannot be read count 0 (the pipeline
+    reports them when it decodes)."""
+
+    def size(path):
+        contents = tf.io.read_file(path)
+        dims = image_io.header_size(contents, image_io.image_format(contents))
+        small_h, small_w = saliency_ops._small_size(dims[0], dims[1], saliency_long_side)  # the map's size
+        return dims[0] * dims[1] * 3 + tf.cast(small_h * small_w * 4, tf.int64)
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant([os.fspath(p) for p in paths], tf.string))
+    ds = ds.map(size, num_parallel_calls=AUTOTUNE).ignore_errors()
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda total, value: total + value))
+
+
 class TrainPipeline:
     """Builds the training dataset for each epoch from (path, quality) records.
 
-    Decoded images (and their low-resolution saliency maps) are cached once when
-    `config.cache` is "memory" or a file prefix; window sampling, shuffling and flips
-    are redrawn every epoch from stateless seeds, so a run is deterministic under
-    `config.seed` and an epoch can be resumed mid-way (`skip_batches`).
+    `config.cache` says what is kept between epochs:
+    - "encoded" (default): the file bytes in RAM (about the dataset's size on disk);
+      images are decoded and their saliency maps computed every pass;
+    - "decoded" (alias "memory"): decoded pixels and saliency maps in RAM, refused
+      (ConfigError) when the estimate from the image headers exceeds
+      `config.cache_budget_gb`;
+    - "none": files are read and decoded every pass;
+    - any other value: a file prefix for tf.data's file cache of decoded images.
+    All give the same batches. Window sampling, shuffling and flips are redrawn every
+    epoch from stateless seeds, so a run is deterministic under `config.seed` and an
+    epoch can be resumed mid-way (`skip_batches`).
     """
 
     def __init__(self, paths, qualities, config: TrainConfig):
@@ -72,6 +144,7 @@ class TrainPipeline:
         self.qualities = [float(q) for q in qualities]
         self.size = len(self.paths)
         self._cache_by_pipeline: dict[int, tf.data.Dataset] = {}
+        self._cache_checked: dict[int, str] = {}
         self._traced_functions: dict[tuple, tf.types.experimental.GenericFunction] = {}
 
     def steps_per_epoch(self, global_batch_size: int, num_workers: int = 1) -> int:
@@ -81,10 +154,16 @@ class TrainPipeline:
             steps = min(steps, self.config.steps_per_epoch)
         return steps
 
-    def _prepare(self, path, quality, image_id):
-        image = decode_image(tf.io.read_file(path), self.config.max_pixels)
+    def _read(self, path, quality, image_id):
+        return {"contents": tf.io.read_file(path), "quality": quality, "image_id": image_id}
+
+    def _decode(self, element):
+        image = decode_image(element["contents"], self.config.max_pixels)
         small = saliency_ops.spectral_residual_small(image, self.config.saliency_long_side)
-        return {"image": image, "saliency_map": small, "quality": quality, "image_id": image_id}
+        return {"image": image, "saliency_map": small, "quality": element["quality"], "image_id": element["image_id"]}
+
+    def _prepare(self, path, quality, image_id):
+        return self._decode(self._read(path, quality, image_id))
 
     def _sample(self, element, epoch_seed):
         c = self.config
@@ -106,18 +185,24 @@ class TrainPipeline:
             anchor = tf.argmax(scores, output_type=tf.int32)
         else:  # ablation: a random window plays the anchor
             anchor = tf.random.stateless_uniform([], seed + 1, 0, k, dtype=tf.int32)
-        order = tf.concat([[anchor], tf.boolean_mask(tf.range(k), tf.range(k) != anchor)], 0)
+        rest = tf.range(k - 1)
+        order = tf.concat([[anchor], rest + tf.cast(rest >= anchor, tf.int32)], 0)  # anchor, then the others
         windows, scores = tf.gather(windows, order), tf.gather(scores, order)
         windows = tf.concat([windows, candidates[anchor]], axis=0)
         scores = tf.concat([scores, tf.reshape(all_scores[k:], [k, p])[anchor]], 0)
+        # A non-salient window is an intra negative only if it overlaps neither the anchor
+        # nor any of its views by the threshold IoU; otherwise it is neutral (a near-copy of
+        # a positive must not be pushed away from it).
+        references = tf.concat([windows[:1], windows[k:]], 0)  # the anchor and its P views
+        overlap = tf.reduce_max(window_iou(windows[1:k], references), axis=1)  # [K-1]
+        intra = overlap < c.intra_iou_threshold
+        non_salient = tf.where(intra, crop_ops.ROLE_NON_SALIENT, crop_ops.ROLE_NEUTRAL)
         count = c.crops_per_image
         if c.flip:
             flip = tf.random.stateless_uniform([count], seed + 2) < 0.5
         else:
             flip = tf.zeros([count], tf.bool)
-        roles = tf.concat(
-            [[crop_ops.ROLE_ANCHOR], tf.fill([c.num_crops - 1], crop_ops.ROLE_NON_SALIENT),
-             tf.fill([c.num_positives], crop_ops.ROLE_POSITIVE)], 0)
+        roles = tf.concat([[crop_ops.ROLE_ANCHOR], non_salient, tf.fill([p], crop_ops.ROLE_POSITIVE)], 0)
         return {
             "image": image, "windows": windows, "flip": flip, "saliency": scores, "roles": roles,
             "quality": element["quality"], "image_id": element["image_id"],
@@ -140,13 +225,20 @@ class TrainPipeline:
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         epoch_seed = c.seed * 100_003 + epoch
-        if c.cache == "none":
-            # Shuffle file names (cheap) before decoding; decode every epoch.
+        mode = cache_mode(c.cache)
+        self.check_cache(input_context)  # logs what is cached; refuses "decoded" over its budget
+        # The same shuffle (seed, buffer, length) in every mode: the same order of images.
+        # Skipped images are dropped before they are decoded.
+        if mode == CACHE_NONE:  # shuffle file names (cheap), then read and decode every epoch
             ds = ds.shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
+            ds = ds.skip(skip_batches * batch_size)
             ds = ds.map(self._traced("prepare", self._prepare, ds.element_spec), num_parallel_calls=AUTOTUNE)
         else:
-            ds = self._cached(ds, input_context).shuffle(self.size, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.skip(skip_batches * batch_size)
+            ds = self._cached(ds, input_context, mode).shuffle(self.size, seed=epoch_seed,
+                                                                 reshuffle_each_iteration=False)
+            ds = ds.skip(skip_batches * batch_size)
+            if mode == CACHE_ENCODED:  # decode the cached bytes and compute saliency every epoch
+                ds = ds.map(self._traced("decode", self._decode, ds.element_spec), num_parallel_calls=AUTOTUNE)
         sample = self._traced("sample", self._sample, ds.element_spec, tf.TensorSpec([], tf.int32))
         seed = tf.constant(epoch_seed, tf.int32)
 
@@ -174,18 +266,63 @@ class TrainPipeline:
             self._traced_functions[key] = tf.function(function, input_signature=[*specs, *more_specs])
         return self._traced_functions[key]
 
-    def _cached(self, ds, input_context):
+    def _cached(self, ds, input_context, mode):
         # The cache is owned by the dataset object: build it once, reuse every epoch.
         key = 0 if input_context is None else input_context.input_pipeline_id
         if key not in self._cache_by_pipeline:
-            filename = "" if self.config.cache == "memory" else f"{self.config.cache}-{key}"
-            decoded = ds.map(self._prepare, num_parallel_calls=AUTOTUNE)
-            self._cache_by_pipeline[key] = decoded.cache(filename)
+            if mode == CACHE_ENCODED:
+                self._cache_by_pipeline[key] = ds.map(self._read, num_parallel_calls=AUTOTUNE).cache()
+            else:
+                filename = "" if mode == CACHE_DECODED else f"{self.config.cache}-{key}"
+                decoded = ds.map(self._prepare, num_parallel_calls=AUTOTUNE)
+                self._cache_by_pipeline[key] = decoded.cache(filename)
         return self._cache_by_pipeline[key]
+
+    def _shard_paths(self, input_context=None) -> list[str]:
+        """The paths this input pipeline reads (`Dataset.shard` keeps every n-th from its id)."""
+        if input_context is None or input_context.num_input_pipelines <= 1:
+            return self.paths
+        return self.paths[input_context.input_pipeline_id::input_context.num_input_pipelines]
+
+    def check_cache(self, input_context=None) -> str:
+        """What the cache will hold, as one line, logged once; ConfigError if "decoded" is
+        over budget.
+
+        Called by the first `epoch_dataset`; callable earlier to fail fast. "decoded"
+        reads every file once for the header sizes of its estimate.
+        """
+        key = 0 if input_context is None else input_context.input_pipeline_id
+        if key not in self._cache_checked:
+            self._cache_checked[key] = self._describe_cache(input_context)
+            logger.info("%s", self._cache_checked[key])
+        return self._cache_checked[key]
+
+    def _describe_cache(self, input_context) -> str:
+        c = self.config
+        mode = cache_mode(c.cache)
+        paths = self._shard_paths(input_context)
+        if mode == CACHE_NONE:
+            return f"no cache: reading and decoding {len(paths)} images every epoch"
+        if mode == CACHE_ENCODED:
+            return f"caching {len(paths)} encoded images in RAM ({_human_bytes(encoded_bytes(paths))})"
+        if mode == "file":
+            return f"caching {len(paths)} decoded images in the tf.data file cache {c.cache}-*"
+        budget = float(c.cache_budget_gb)
+        estimate = decoded_bytes(paths, c.saliency_long_side)
+        if estimate > budget * 1e9:
+            raise ConfigError(
+                f"cache {c.cache!r} would hold {len(paths)} decoded images and saliency maps in RAM, an estimated "
+                f"{_human_bytes(estimate)} (H*W*3 bytes per image from its header, plus its saliency map), over "
+                f"cache_budget_gb={budget:g} GB; use cache 'encoded' (the file bytes in RAM, "
+                f"{_human_bytes(encoded_bytes(paths))}, decoded every epoch), raise cache_budget_gb, or give a file "
+                f"prefix for an on-disk cache")
+        return (f"caching {len(paths)} decoded images and saliency maps in RAM ({_human_bytes(estimate)} "
+                f"estimated, cache_budget_gb={budget:g})")
 
 
 def inference_elements(image, config: TrainConfig):
-    """Grid windows and their saliency for one decoded image (shared with the export)."""
+    """Inference windows [G, 4] and their saliency [G] for one decoded image (shared with
+    the export). G depends on the image size (`crops.grid_windows`)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     windows = crop_ops.grid_windows(height, width, config.crop_size, config.scales, config.grid_size)
     small = saliency_ops.spectral_residual_small(image, config.saliency_long_side)
@@ -193,7 +330,13 @@ def inference_elements(image, config: TrainConfig):
 
 
 def inference_dataset(paths, config: TrainConfig, batch_size: int = 16) -> tf.data.Dataset:
-    """Deterministic grid crops of each image, in order, for evaluation and scoring."""
+    """Deterministic grid crops of each image, in order, for evaluation and scoring.
+
+    Images have different window counts: a batch is padded to its longest grid with
+    empty windows, whose crops are black and whose `mask` is False; `crops`
+    [B, G, S, S, 3], `saliency` [B, G], `mask` [B, G] bool. Pool with the mask
+    (`models.layers.importance_pool(..., mask)`): padding must not change a score.
+    """
 
     def prepare(path):
         image = decode_image(tf.io.read_file(path), config.max_pixels)
@@ -202,7 +345,7 @@ def inference_dataset(paths, config: TrainConfig, batch_size: int = 16) -> tf.da
 
     def cut(batch):
         return {"crops": crop_ops.cut_crops(batch["image"], batch["windows"], config.crop_size),
-                "saliency": batch["saliency"]}
+                "saliency": batch["saliency"], "mask": crop_ops.window_mask(batch["windows"])}
 
     ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths])
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(batch_size)

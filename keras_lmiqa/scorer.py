@@ -64,7 +64,8 @@ class Scorer:
 
     def explain(self, image) -> dict:
         """One image's score and its crops: windows [G, 4] ([y0, x0, y1, x1] pixels), crop
-        scores, importance weights and saliency [G], score and mos (floats)."""
+        scores, importance weights and saliency [G] (G: this image's window count), score
+        and mos (floats)."""
         out = self.run([image])
         return {
             "score": float(out["score"][0]),
@@ -81,7 +82,7 @@ class Scorer:
             raise ImageError("images must be a list of paths, bytes or arrays (wrap a single image in a list)")
         items = [_normalise(item, index) for index, item in enumerate(images)]
         if not items:
-            return _empty(self.metadata["crops"]["grid_windows"])
+            return _empty()
         results: list[dict | None] = [None] * len(items)
         encoded = [i for i, item in enumerate(items) if isinstance(item[0], bytes)]
         for start in range(0, len(encoded), self.batch_size):
@@ -95,7 +96,7 @@ class Scorer:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
                 self._call(self._score_pixels, [items[i] for i in chunk], chunk, results, encoded=False)
-        return {key: np.stack([r[key] for r in results]) for key in export_lib.OUTPUT_KEYS}
+        return _stack(results)
 
     def _call(self, fn, chunk, indices, results, encoded: bool) -> None:
         values = [value for value, _ in chunk]
@@ -109,8 +110,11 @@ class Scorer:
             labels = ", ".join(label for _, label in chunk)
             raise ImageError(f"cannot score {labels}: {_reason(error)}") from None
         out = {key: np.asarray(out[key]) for key in export_lib.OUTPUT_KEYS}
-        for row, index in enumerate(indices):
-            results[index] = {key: value[row] for key, value in out.items()}
+        windows = out["crop_windows"]
+        counts = ((windows[..., 2] > windows[..., 0]) & (windows[..., 3] > windows[..., 1])).sum(-1)
+        for row, index in enumerate(indices):  # each image's own windows, without the request's padding
+            results[index] = {key: value[row] if value.ndim == 1 else value[row, :counts[row]]
+                              for key, value in out.items()}
 
 
 def _reason(error) -> str:
@@ -135,9 +139,21 @@ def _normalise(item, index: int):
     raise ImageError(f"images[{index}]: expected a path, bytes or a uint8 array, got {type(item).__name__}")
 
 
-def _empty(count: int) -> dict:
-    shapes = {"score": [0], "mos": [0], "crop_scores": [0, count], "crop_weights": [0, count],
-              "crop_windows": [0, count, 4], "crop_saliency": [0, count]}
+def _stack(results: list[dict]) -> dict:
+    """Per-image results -> arrays; crop arrays padded to the longest window list with
+    empty windows [0, 0, 0, 0] of weight, score and saliency 0 (as the export pads)."""
+    longest = max(len(r["crop_windows"]) for r in results)
+
+    def padded(value):
+        return np.pad(value, [(0, longest - len(value))] + [(0, 0)] * (value.ndim - 1))
+
+    return {key: np.stack([r[key] if key in ("score", "mos") else padded(r[key]) for r in results])
+            for key in export_lib.OUTPUT_KEYS}
+
+
+def _empty() -> dict:
+    shapes = {"score": [0], "mos": [0], "crop_scores": [0, 0], "crop_weights": [0, 0],
+              "crop_windows": [0, 0, 4], "crop_saliency": [0, 0]}
     return {key: np.zeros(shapes[key], np.float32) for key in export_lib.OUTPUT_KEYS}
 
 

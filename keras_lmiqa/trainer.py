@@ -18,7 +18,7 @@ from keras import ops
 
 from keras_lmiqa import losses
 from keras_lmiqa.config import TrainConfig
-from keras_lmiqa.crops import ROLE_NON_SALIENT
+from keras_lmiqa.crops import ROLE_ANCHOR, ROLE_NON_SALIENT, ROLE_POSITIVE
 from keras_lmiqa.models import build_branch
 from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.strategy import all_gather, replica_offset_and_total
@@ -26,17 +26,36 @@ from keras_lmiqa.strategy import all_gather, replica_offset_and_total
 LOSS_NAMES = ("loss", "quality", "rank", "contrastive", "mutual", "mutual_mse", "mutual_kl")
 
 
-def build_schedule(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up to `lr`, then cosine decay to 1% of it at the last step."""
+def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    return min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+
+
+def build_schedule(config: TrainConfig, steps_per_epoch: int, multiplier: float = 1.0):
+    """Linear warm-up to `lr * multiplier`, then cosine decay to 1% of it at the last step."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = warmup_steps(config, steps_per_epoch)
+    peak = config.lr * multiplier
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.lr * (0.01 if warmup else 1.0),
+        initial_learning_rate=peak * (0.01 if warmup else 1.0),
         decay_steps=total - warmup,
         alpha=0.01,
-        warmup_target=config.lr if warmup else None,
+        warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def teacher_momentum(step, config: TrainConfig, total_steps: int):
+    """EMA momentum after `step` (1-based) updates: min(momentum, 1 - 1/step, 1 - 1/horizon).
+
+    The ramp makes the teacher the running mean of the students seen so far (m_1 = 0:
+    it keeps nothing of its initial weights), then an EMA whose time constant
+    1/(1-m) is at most `teacher_horizon` of the run: a fixed 0.999 left a 260-step
+    run's teacher 77% at its random initial heads.
+    """
+    horizon = max(1.0, config.teacher_horizon * total_steps)
+    step = ops.cast(step, "float32")
+    return ops.minimum(ops.minimum(config.momentum, 1.0 - 1.0 / horizon), 1.0 - 1.0 / ops.maximum(step, 1.0))
 
 
 def build_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
@@ -56,8 +75,19 @@ def _global_keys(outputs):
     return all_gather(ops.stop_gradient(ops.reshape(embeddings, (-1, ops.shape(embeddings)[-1]))))
 
 
+def _split_backbone(branch: keras.Model, config: TrainConfig):
+    """(backbone variables, head variables) of a branch's trainable variables."""
+    backbone = branch.get_layer(f"{config.backbone}_backbone")
+    ids = {id(v) for v in backbone.trainable_variables}
+    variables = branch.trainable_variables
+    return [v for v in variables if id(v) in ids], [v for v in variables if id(v) not in ids]
+
+
 class LMIQATrainer:
-    """Student and teacher branches, the optimizer, and the training step.
+    """Student and teacher branches, the optimizers, and the training step.
+
+    A pretrained backbone trains at `lr`, the heads at `lr * head_lr_multiplier` (a
+    second optimizer); a backbone trained from scratch shares the heads' single `lr`.
 
     Args:
         config: the run's TrainConfig.
@@ -67,23 +97,42 @@ class LMIQATrainer:
 
     def __init__(self, config: TrainConfig, steps_per_epoch: int):
         self.config = config
+        self.total_steps = max(1, config.epochs * steps_per_epoch)
+        self.warmup_steps = warmup_steps(config, steps_per_epoch)
         self.student = build_branch(config, name="student")
-        # The teacher starts as a copy; its backbone weights come from the student.
+        # The teacher starts as a copy; its backbone weights come from the student. In
+        # dml mode its heads start from their own initialisation (two distinct peers).
         self.teacher = build_branch(config, name="teacher", weights="none")
         self.teacher.set_weights(self.student.get_weights())
+        branches = [self.student] + ([self.teacher] if config.branch_mode == "dml" else [])
+        if config.branch_mode == "dml":
+            _reinitialise_heads(self.teacher, config)
         self.schedule = build_schedule(config, steps_per_epoch)
         self.optimizer = build_optimizer(config, self.schedule)
-        self.trainable = list(self.student.trainable_variables)
-        if config.branch_mode == "dml":
-            self.trainable += list(self.teacher.trainable_variables)
+        self.head_optimizer = None
+        self.trainable, self.head_trainable = [], []
+        split = config.weights != "none" and config.head_lr_multiplier != 1.0
+        for branch in branches:
+            backbone_vars, head_vars = _split_backbone(branch, config)
+            self.trainable += backbone_vars if split else backbone_vars + head_vars
+            self.head_trainable += head_vars if split else []
+        if split:
+            self.head_schedule = build_schedule(config, steps_per_epoch, config.head_lr_multiplier)
+            self.head_optimizer = build_optimizer(config, self.head_schedule)
+            self.head_optimizer.build(self.head_trainable)
         self.optimizer.build(self.trainable)
 
     @property
+    def branches(self) -> dict[str, keras.Model]:
+        return {"student": self.student, "teacher": self.teacher}
+
+    @property
     def export_model(self) -> keras.Model:
+        """The branch the config fixes (the student when it says auto: see `training`)."""
         return self.teacher if self.config.export_branch == "teacher" else self.student
 
     # -- losses ---------------------------------------------------------------------
-    def _branch_losses(self, out, other, batch, global_batch, offset, keys):
+    def _branch_losses(self, out, other, batch, global_batch, offset, keys, mse_on):
         """Loss terms for one branch trained toward the other (stop-gradient)."""
         c = self.config
         k = c.num_crops
@@ -99,7 +148,7 @@ class LMIQATrainer:
         terms["contrastive"] = zero
         if c.use_contrastive and c.lambda_lm > 0:
             query = out["embeddings"][:, 0]  # the anchor crop
-            positive, intra = self._masks(batch["roles"], offset, ops.shape(keys)[0])
+            positive, intra = self._masks(batch["roles"], offset)
             terms["contrastive"] = scale * losses.local_manifold_contrastive_loss(
                 query, keys, positive, intra, temperature=c.temperature,
                 intra_weight=c.intra_weight if c.use_intra_negatives else 0.0)
@@ -111,26 +160,31 @@ class LMIQATrainer:
                 saliency_temperature=c.saliency_temperature)
             terms["mutual_mse"] = mse * scale
             terms["mutual_kl"] = (kl if c.use_saliency else zero) * scale
-        terms["mutual"] = terms["mutual_mse"] + terms["mutual_kl"]
+        # The MSE toward the teacher waits for the warm-up's end (the teacher is not yet
+        # trained) and is weighted so that it cannot outweigh the label.
+        terms["mutual"] = c.lambda_mse * mse_on * terms["mutual_mse"] + terms["mutual_kl"]
         terms["loss"] = (terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"]
                          + c.lambda_mut * terms["mutual"])
         return terms
 
-    def _masks(self, roles, offset, num_keys):
+    def _masks(self, roles, offset):
         """Positive and intra masks [b, N] of local queries against the global keys.
 
-        Keys are the crops of all images in the global batch, image-major. Positives
-        of image i: its P other-scale views and the teacher's view of the anchor
-        itself (MoCo's key); intra negatives: its K-1 non-salient crops.
+        Keys are the crops of all images in the global batch, image-major; roles differ
+        per image (a non-salient window overlapping the anchor's views is neutral), so
+        they are gathered like the keys. Positives of image i: its anchor (the teacher's
+        key, as in MoCo) and its P other-scale views; intra negatives: its non-salient
+        windows marked ROLE_NON_SALIENT; neutral windows are neither, but still
+        inter negatives for the other images.
         """
+        key_roles = ops.reshape(all_gather(roles), (-1,))  # [N]
         crops_per_image = ops.shape(roles)[1]
-        local = ops.shape(roles)[0]
-        key_image = ops.arange(num_keys) // crops_per_image  # [N]
-        query_image = offset + ops.arange(local)  # [b]
+        key_image = ops.arange(ops.shape(key_roles)[0]) // crops_per_image  # [N]
+        query_image = offset + ops.arange(ops.shape(roles)[0])  # [b]
         same = ops.cast(ops.equal(query_image[:, None], key_image[None, :]), "float32")
-        key_roles = ops.tile(roles[:1], (1, num_keys // crops_per_image))  # roles are the same for every image
-        intra = same * ops.cast(ops.equal(key_roles, ROLE_NON_SALIENT), "float32")
-        positive = same * ops.cast(ops.not_equal(key_roles, ROLE_NON_SALIENT), "float32")
+        is_positive = ops.logical_or(ops.equal(key_roles, ROLE_ANCHOR), ops.equal(key_roles, ROLE_POSITIVE))
+        intra = same * ops.cast(ops.equal(key_roles, ROLE_NON_SALIENT), "float32")[None, :]
+        positive = same * ops.cast(is_positive, "float32")[None, :]
         return positive, intra
 
     # -- steps ----------------------------------------------------------------------
@@ -139,24 +193,31 @@ class LMIQATrainer:
         c = self.config
         offset, global_batch = replica_offset_and_total(ops.shape(batch["quality"])[0])
         dml = c.branch_mode == "dml"
+        mse_on = ops.cast(self.optimizer.iterations >= self.warmup_steps, "float32")
         with tf.GradientTape() as tape:
             student = self.student(batch["crops"], training=True)
             teacher = self.teacher(batch["crops"], training=dml)
             teacher_keys = _global_keys(teacher)
-            terms = self._branch_losses(student, teacher, batch, global_batch, offset, teacher_keys)
+            terms = self._branch_losses(student, teacher, batch, global_batch, offset, teacher_keys, mse_on)
             loss = terms["loss"]
             if dml:  # the teacher learns too, toward the student
                 student_keys = _global_keys(student)
-                teacher_terms = self._branch_losses(teacher, student, batch, global_batch, offset, student_keys)
+                teacher_terms = self._branch_losses(teacher, student, batch, global_batch, offset, student_keys, mse_on)
                 loss = loss + teacher_terms["loss"]
             scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
-        gradients = tape.gradient(scaled, self.trainable)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable))
+        gradients = tape.gradient(scaled, self.trainable + self.head_trainable)
+        count = len(self.trainable)
+        if self.head_optimizer is not None:
+            head_gradients = gradients[count:]
+            if c.mixed_precision:  # unscaled by the loss scale, skipped when not finite
+                head_gradients = _unscale_or_skip(head_gradients, self.optimizer.scale_loss(1.0))
+            self.head_optimizer.apply_gradients(zip(head_gradients, self.head_trainable))
+        self.optimizer.apply_gradients(zip(gradients[:count], self.trainable))
         return terms
 
     def ema_update(self):
-        """teacher = m * teacher + (1 - m) * student over all weights (cross-replica)."""
-        m = self.config.momentum
+        """teacher = m_t * teacher + (1 - m_t) * student over all weights (cross-replica)."""
+        m = teacher_momentum(self.optimizer.iterations, self.config, self.total_steps)
         for teacher_var, student_var in zip(self.teacher.weights, self.student.weights):
             teacher_var.assign(m * teacher_var + (1.0 - m) * ops.cast(student_var, teacher_var.dtype))
 
@@ -176,3 +237,26 @@ class LMIQATrainer:
             return reduced
 
         return tf.function(step, reduce_retracing=True)
+
+
+def _reinitialise_heads(branch: keras.Model, config: TrainConfig) -> None:
+    """Draw fresh initial values for the head layers of `branch` (dml: distinct peers).
+
+    Unseeded Keras initializers draw new values on every call.
+    """
+    backbone = branch.get_layer(f"{config.backbone}_backbone")
+    for layer in branch.layers:
+        if layer is backbone:
+            continue
+        for name in ("kernel", "bias"):
+            variable = getattr(layer, name, None)
+            initializer = getattr(layer, f"{name}_initializer", None)
+            if variable is not None and initializer is not None:
+                variable.assign(initializer(variable.shape, variable.dtype))
+
+
+def _unscale_or_skip(gradients, loss_scale):
+    """Gradients divided by the loss scale; all zeros when any is not finite."""
+    unscaled = [g / ops.cast(loss_scale, g.dtype) for g in gradients]
+    finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in unscaled]))
+    return [ops.where(finite, g, ops.zeros_like(g)) for g in unscaled]

@@ -25,7 +25,7 @@ from keras_lmiqa import artifacts, datasets
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
-from keras_lmiqa.evaluation import evaluate_records
+from keras_lmiqa.evaluation import evaluate_many, evaluate_records
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
 from keras_lmiqa.research.report import write_report
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
@@ -143,6 +143,8 @@ def train(config: TrainConfig) -> RunResult:
     workers = _num_workers(strategy)
     pipeline = TrainPipeline([r.path for r in train_records], [r.quality for r in train_records], config)
     steps = pipeline.steps_per_epoch(config.batch_size, workers)
+    if workers == 1:  # an over-budget decoded cache stops here, before the model is built
+        pipeline.check_cache()
     if steps < 1:
         raise ConfigError(f"--batch-size {config.batch_size} exceeds the {len(train_records)} training images")
     local_replicas = replicas // workers
@@ -153,8 +155,11 @@ def train(config: TrainConfig) -> RunResult:
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     train_function = trainer.make_train_function(strategy)
+    optimizers = {"optimizer": trainer.optimizer}
+    if trainer.head_optimizer is not None:
+        optimizers["head_optimizer"] = trainer.head_optimizer
     checkpoint = tf.train.Checkpoint(student=trainer.student, teacher=trainer.teacher,
-                                     optimizer=trainer.optimizer, epoch=epoch_var, step_in_epoch=step_var)
+                                     epoch=epoch_var, step_in_epoch=step_var, **optimizers)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "backup"), max_to_keep=1)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
@@ -198,33 +203,39 @@ def train(config: TrainConfig) -> RunResult:
         entry = {"epoch": epoch, "seconds": round(time.time() - epoch_start, 2),
                  "train": {name: sums[name] / max(count, 1) for name in LOSS_NAMES}}
         if chief and val_records:
-            entry["val"], _ = evaluate_records(trainer.export_model, val_records, dataset.scale, config)
+            entry.update(_validate(trainer, val_records, dataset.scale, config))
             with writer.as_default(step=epoch + 1):
-                for name, value in entry["val"].items():
-                    tf.summary.scalar(f"val/{name}", value)
+                for branch, branch_metrics in entry["val_branches"].items():
+                    for name, value in branch_metrics.items():
+                        tf.summary.scalar(f"val_{branch}/{name}", value)
+        else:
+            entry["branch"] = _unvalidated_branch(config)
         if chief:
             history.epochs.append(entry)
             if history.best is entry or not val_records:
-                artifacts.save_keras(trainer.export_model, best_path)
+                artifacts.save_keras(trainer.branches[entry["branch"]], best_path)
             logger.info("epoch %d/%d %.1fs loss %.4f val %s", epoch + 1, config.epochs, entry["seconds"],
-                        entry["train"]["loss"], {k: round(v, 4) for k, v in entry.get("val", {}).items()})
+                        entry["train"]["loss"], {branch: {k: round(v, 4) for k, v in values.items()}
+                                                 for branch, values in entry.get("val_branches", {}).items()})
         backup(epoch + 1, 0)
     writer.flush()
 
     if not chief:
         return RunResult(run_dir, {})
-    trainer.export_model.load_weights(best_path)
+    best = history.best
+    branch = best["branch"] if best else _unvalidated_branch(config)
+    exported = trainer.branches[branch]
+    exported.load_weights(best_path)
     model_path = os.path.join(run_dir, "model.keras")
-    artifacts.save_keras(trainer.export_model, model_path)
+    artifacts.save_keras(exported, model_path)
     saved = keras.saving.load_model(model_path)  # measure what was shipped, not what is in memory
     test_metrics, predictions = evaluate_records(saved, test_records, dataset.scale, config) if test_records else ({}, [])
-    best = history.best
     metrics = {
-        "val": {**best["val"], "epoch": best["epoch"]} if best else {},
+        "val": {**best["val"], "epoch": best["epoch"], "branch": best["branch"]} if best else {},
         "test": test_metrics,
         "images": {"train": len(train_records), "val": len(val_records), "test": len(test_records)},
         "train_seconds": round(time.time() - started, 1),
-        "export_branch": config.export_branch,
+        "export_branch": branch,  # the branch validation picked (or the config fixed)
         "skipped": skipped,  # on_bad_image=skip: [{"path", "reason"}], never replaced by other images
     }
     artifacts.write_json(os.path.join(run_dir, "metrics.json"), metrics)
@@ -234,6 +245,30 @@ def train(config: TrainConfig) -> RunResult:
     # results stay saved (`lmiqa report RUN_DIR` rebuilds it).
     write_report(run_dir)
     return RunResult(run_dir, metrics)
+
+
+def _validated_branches(trainer: LMIQATrainer, config: TrainConfig) -> dict:
+    """The branches to validate: both when validation picks the export branch."""
+    if config.export_branch == "auto":
+        return trainer.branches
+    return {config.export_branch: trainer.branches[config.export_branch]}
+
+
+def _unvalidated_branch(config: TrainConfig) -> str:
+    """With no validation part, "auto" exports the teacher (the students' running mean)."""
+    return "teacher" if config.export_branch == "auto" else config.export_branch
+
+
+def _validate(trainer: LMIQATrainer, records, scale, config: TrainConfig) -> dict:
+    """Both branches (or the fixed one) on the validation part, cutting crops once.
+
+    Returns the history fields: `val` (the better branch's metrics, by SRCC + PLCC),
+    `branch` (its name) and `val_branches` (every validated branch's metrics).
+    """
+    results = {name: metrics for name, (metrics, _) in
+               evaluate_many(_validated_branches(trainer, config), records, scale, config).items()}
+    branch = max(results, key=lambda name: results[name]["srcc"] + results[name]["plcc"])
+    return {"val": results[branch], "branch": branch, "val_branches": results}
 
 
 def _drop_bad_images(splits, max_pixels: int):

@@ -24,6 +24,8 @@ VALUE_FLAGS = {
     "--intra-weight": ("intra_weight", float), "--lambda-lm": ("lambda_lm", float), "--lambda-mut": ("lambda_mut", float),
     "--seed": ("seed", int), "--cache": ("cache", str), "--on-bad-image": ("on_bad_image", str),
     "--steps-per-epoch": ("steps_per_epoch", int), "--grid-size": ("grid_size", int),
+    "--export-branch": ("export_branch", str), "--lambda-mse": ("lambda_mse", float),
+    "--head-lr-multiplier": ("head_lr_multiplier", float), "--cache-budget-gb": ("cache_budget_gb", float),
 }
 # ablation switch -> config key set to False.
 ABLATIONS = {

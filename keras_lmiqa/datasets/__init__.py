@@ -24,6 +24,7 @@ READERS = {
     "koniq10k": "keras_lmiqa.datasets.koniq10k",
     "spaq": "keras_lmiqa.datasets.spaq",
     "livefb": "keras_lmiqa.datasets.livefb",
+    "biq2021": "keras_lmiqa.datasets.biq2021",
     "csv": "keras_lmiqa.datasets.csv_file",
     "demo": "keras_lmiqa.datasets.demo",
 }

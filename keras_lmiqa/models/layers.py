@@ -114,9 +114,18 @@ class ReverseChannels(keras.layers.Layer):
         return ops.flip(inputs, axis=-1)
 
 
-def importance_pool(scores, logits):
-    """sum_k softmax_k(logits) * scores over the last axis; returns (score, weights)."""
-    weights = ops.softmax(logits, axis=-1)
+def importance_pool(scores, logits, mask=None):
+    """sum_k softmax_k(logits) * scores over the last axis; returns (score, weights).
+
+    `mask` (bool, the shape of `scores`): only those crops count, the others (padding
+    crops of a padded batch of inference grids) get weight 0 and change nothing.
+    """
+    if mask is None:
+        weights = ops.softmax(logits, axis=-1)
+    else:
+        weights = ops.softmax(ops.where(mask, logits, ops.full_like(logits, -1e9)), axis=-1)
+        weights = ops.where(mask, weights, ops.zeros_like(weights))
+        scores = ops.where(mask, scores, ops.zeros_like(scores))
     return ops.sum(weights * scores, axis=-1), weights
 
 

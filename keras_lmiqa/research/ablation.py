@@ -6,6 +6,9 @@
 
 Every variant sets all four switches explicitly, so "full" is the full method whatever
 the base config says.
+
+Repeat i of every variant uses the same split and model seeds (`protocol.repeat_config`),
+so each variant is compared with the full model run for run.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@
 Rerunning continues an interrupted protocol: a split whose metrics.json exists is read,
 not retrained; a half-finished split resumes from its own backup (train() resumes); a
 split folder holding a run with other settings is refused.
+
+Repeat i (i = 0, 1, ...) trains with `split_seed = config.split_seed + i` and model
+`seed = config.seed + i`. On a random split the split seed draws new parts; on an
+official split (BIQ2021, KonIQ-10k) the train/test parts stay as distributed and the
+split seed only re-carves the validation part from train (when the split ships none), so
+the changing model seed is what keeps the repeats distinct runs (docs/method.md).
 """
 
 from __future__ import annotations
@@ -43,10 +49,23 @@ def _check_same_settings(run_dir: str, config: TrainConfig) -> None:
                           "use a new --output-dir, or delete that folder to retrain it")
 
 
+def repeat_config(config: TrainConfig, seed: int, output_dir: str) -> TrainConfig:
+    """The config that split `seed` (from `config.split_seed` up) trains with.
+
+    Both seeds move with the repeat: the split seed (new random parts, or a new
+    validation carve of an official train part) and the model seed, so no two repeats
+    are the same run even where the split itself cannot change.
+    """
+    offset = seed - config.split_seed
+    if offset < 0:
+        raise ConfigError(f"split seed {seed} is below the protocol's first seed (split_seed={config.split_seed})")
+    return config.replace(split_seed=seed, seed=config.seed + offset, output_dir=split_dir(output_dir, seed))
+
+
 def run_split(config: TrainConfig, seed: int, output_dir: str, train_fn=None) -> dict:
     """The metrics of split `seed`: read when finished, else trained (or resumed)."""
     run_dir = split_dir(output_dir, seed)
-    split_config = config.replace(split_seed=seed, output_dir=run_dir)
+    split_config = repeat_config(config, seed, output_dir)
     metrics_path = os.path.join(run_dir, "metrics.json")
     if os.path.isfile(metrics_path):
         _check_same_settings(run_dir, split_config)
@@ -80,7 +99,8 @@ def run_protocol(config: TrainConfig, repeats: int, output_dir: str, cross=(), t
     """Train on `repeats` split seeds (from `config.split_seed` up) and summarise.
 
     Args:
-        config: the training config; `split_seed` is the first seed, `output_dir` is
+        config: the training config; `split_seed` and `seed` are the first repeat's
+            split and model seeds (see :func:`repeat_config`), `output_dir` is
             ignored (each split trains in `output_dir/split-<seed>`).
         repeats: number of splits (10 in the standard protocol).
         output_dir: the protocol folder.

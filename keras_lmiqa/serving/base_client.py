@@ -186,6 +186,13 @@ class BaseClient:
                  "error": errors[i]} for i in range(len(errors))]
 
 
+def _pad_crops(value: np.ndarray, inner: tuple) -> np.ndarray:
+    """Pad a request's per-crop output [n, G, ...] to [n, *inner] with zeros (empty windows, weight 0)."""
+    if value.ndim < 2 or value.shape[1] == inner[0]:
+        return value
+    return np.pad(value, [(0, 0), (0, inner[0] - value.shape[1])] + [(0, 0)] * (value.ndim - 2))
+
+
 def _concatenate(chunks: list[dict[str, np.ndarray] | None], total: int) -> dict[str, np.ndarray]:
     """Join per-request outputs; None chunks (rejected images, one each) become NaN rows."""
     known = [c for c in chunks if c is not None]
@@ -193,7 +200,10 @@ def _concatenate(chunks: list[dict[str, np.ndarray] | None], total: int) -> dict
     result = {}
     for key in keys:
         inner = next((np.shape(c[key])[1:] for c in known if key in c), (0,) if key.startswith("crop") else ())
-        parts = [np.asarray(c[key], np.float32) if c is not None and key in c
+        if key.startswith("crop") and known:  # window counts differ between requests (image sizes):
+            longest = max(np.shape(c[key])[1] for c in known if key in c)  # pad with empty windows
+            inner = (longest, *inner[1:])
+        parts = [_pad_crops(np.asarray(c[key], np.float32), inner) if c is not None and key in c
                  else np.full((1, *inner), np.nan, np.float32) for c in chunks]
         result[key] = np.concatenate(parts) if parts else np.zeros((0, *inner), np.float32)
     if len(result["score"]) != total:

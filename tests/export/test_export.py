@@ -39,10 +39,12 @@ def served(loaded, image_files):
 def test_serving_default_matches_predict_quality(served, image_files, reference):
     model, config, _ = reference
     expected = predict_quality(model, image_files, config)
-    count = config.inference_crops
+    windows = served["crop_windows"]
+    count = windows.shape[1]  # the longest window list of the request
     assert served["score"].shape == (len(image_files),) and served["score"].dtype == np.float32
     assert served["crop_scores"].shape == served["crop_weights"].shape == (len(image_files), count)
-    assert served["crop_windows"].shape == (len(image_files), count, 4)
+    valid = windows[..., 2] > windows[..., 0]
+    assert (served["crop_weights"][~valid] == 0).all() and valid[:, 0].all()
     np.testing.assert_allclose(served["score"], expected, atol=TOLERANCE)
     np.testing.assert_allclose(served["crop_weights"].sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose((served["crop_weights"] * served["crop_scores"]).sum(-1), served["score"], atol=1e-5)
@@ -58,7 +60,7 @@ def test_mos_is_the_dataset_scale_mapping(served, reference, exported):
 def test_score_pixels_matches_serving_default(loaded, image_files, toy_dataset):
     pixels_fn = loaded.signatures["score_pixels"]
     for path in image_files[:4]:  # one at a time: each image's own size
-        pixels = tf.io.decode_image(_read(path), channels=3, expand_animations=False)
+        pixels = export.decode_image(_read(path), 10**8)  # as the export decodes (JPEGs: accurate IDCT)
         alone = loaded.signatures["serving_default"](images=tf.constant([_read(path)]))
         by_pixels = pixels_fn(pixels=pixels[tf.newaxis])
         np.testing.assert_allclose(by_pixels["score"].numpy(), alone["score"].numpy(), atol=TOLERANCE)
@@ -129,7 +131,7 @@ def test_warmup_request_is_a_valid_prediction_log(loaded, exported):
 def test_metadata_file_and_module_function(loaded, exported, reference):
     _, config, _ = reference
     metadata = export.read_metadata(exported[1])
-    assert metadata["crops"]["grid_windows"] == config.inference_crops
+    assert metadata["crops"]["grid_size"] == config.grid_size and "native scale tiles" in metadata["crops"]["windows"]
     assert metadata["crops"]["crop_size"] == config.crop_size
     assert metadata["dataset"]["name"] == "csv" and metadata["version"] == 1
     assert metadata["score"]["higher_better"] is True and "exported_at" in metadata

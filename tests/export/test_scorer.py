@@ -56,7 +56,9 @@ def test_score_mos_and_explain(scorers, image_files, reference):
     scores = scorer.score(image_files[:3])
     np.testing.assert_allclose(scorer.score_mos(image_files[:3]), scale.to_mos(scores.astype(np.float64)), atol=1e-5)
     explained = scorer.explain(image_files[0])
-    count = config.inference_crops
+    from keras_lmiqa.crops import grid_window_count
+
+    count = grid_window_count(110, 150, config.crop_size, config.scales, config.grid_size)  # rgb.png
     assert explained["windows"].shape == (count, 4)
     assert explained["crop_scores"].shape == explained["crop_weights"].shape == (count,)
     assert explained["score"] == pytest.approx(float(np.sum(explained["crop_weights"] * explained["crop_scores"])),

@@ -70,6 +70,28 @@ def test_cmyk_jpeg_is_converted_to_rgb():
     assert np.abs(out - pixels.astype(int)).mean() < 6.0  # and close to the photo (not inverted)
 
 
+def test_jpeg_is_decoded_with_the_accurate_idct_as_pillow_does():
+    """libjpeg's accurate integer IDCT (Pillow's decode), not TensorFlow's default fast
+    one, which is off by several levels on a noisy photo (the cues quality depends on)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    noisy = np.clip(photo(96, 128).astype(int) + rng.normal(0, 25, (96, 128, 3)), 0, 255).astype(np.uint8)
+    for quality in (75, 95):
+        contents = jpeg(noisy, quality)
+        out = _decoded(contents).astype(int)
+        pillow = np.asarray(Image.open(io.BytesIO(contents)).convert("RGB")).astype(int)
+        assert out.shape == pillow.shape == (96, 128, 3)
+        assert np.abs(out - pillow).max() <= 1
+        fast = tf.io.decode_jpeg(contents, dct_method="INTEGER_FAST").numpy().astype(int)
+        assert np.abs(fast - pillow).max() >= 3 and (fast != pillow).mean() > 0.1  # what it was before
+    buffer = io.BytesIO()  # a one-channel (grey) JPEG becomes RGB too
+    Image.fromarray(noisy[..., 0]).save(buffer, format="JPEG", quality=90)
+    out = _decoded(buffer.getvalue()).astype(int)
+    pillow = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")).astype(int)
+    assert out.shape == (96, 128, 3) and np.abs(out - pillow).max() <= 1
+
+
 def test_animated_gif_gives_its_first_frame():
     frames = [np.full((10, 14, 3), value, np.uint8) for value in (30, 200, 120)]
     out = _decoded(animated_gif(frames))
@@ -96,7 +118,7 @@ def _pillow_oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
 @pytest.mark.parametrize("little_endian", [True, False])
 def test_exif_orientation_is_applied_as_pillow_does(little_endian):
     pixels = photo(30, 44)
-    plain = tf.io.decode_jpeg(jpeg(pixels)).numpy()  # decode_jpeg ignores EXIF
+    plain = tf.io.decode_jpeg(jpeg(pixels), dct_method="INTEGER_ACCURATE").numpy()  # decode_jpeg ignores EXIF
     for orientation in range(1, 9):
         contents = exif_jpeg(pixels, orientation, little_endian)
         assert int(image_io.exif_orientation(contents)) == orientation
@@ -206,11 +228,18 @@ def test_tiny_images_are_upscaled_in_training_and_inference(tmp_path):
         path = tmp_path / f"tiny_{height}x{width}.png"
         path.write_bytes(png(np.full((height, width, 3), colour, np.uint8)))
         paths.append(str(path))
+    from keras_lmiqa import crops as crop_ops
+
     (batch,) = list(inference_dataset(paths, config, batch_size=3))
     crops = batch["crops"].numpy()
-    assert crops.shape == (3, config.inference_crops, 16, 16, 3)
-    for index, colour in enumerate(colours):  # every crop is the flat colour, upscaled
-        np.testing.assert_array_equal(crops[index], np.broadcast_to(colour, crops[index].shape))
+    # Grids of 1, 4 and 2 windows (the windows of a tiny image repeat across scales and
+    # are dropped), padded to the longest with empty windows, whose crops are black.
+    counts = [crop_ops.grid_window_count(h, w, 16, config.scales, 2) for h, w in [(2, 2), (2, 7), (3, 2)]]
+    assert counts == [1, 4, 2]
+    assert crops.shape == (3, max(counts), 16, 16, 3)
+    for index, (colour, count) in enumerate(zip(colours, counts)):  # every crop is the flat colour, upscaled
+        np.testing.assert_array_equal(crops[index, :count], np.broadcast_to(colour, crops[index, :count].shape))
+        assert (crops[index, count:] == 0).all()
     assert np.isfinite(batch["saliency"].numpy()).all()
     (train_batch,) = list(TrainPipeline(paths, [0.1, 0.5, 0.9], config).epoch_dataset(0, 3, 1))
     by_id = dict(zip(train_batch["image_id"].numpy(), train_batch["crops"].numpy()))
@@ -235,7 +264,8 @@ def test_training_evaluation_and_serving_see_the_same_rotated_image(untrained_ex
     contents = exif_jpeg(pixels, 6)
     path = tmp_path / "rotated.jpg"
     path.write_bytes(contents)
-    upright = _pillow_oriented(tf.io.decode_jpeg(contents).numpy(), 6)
+    stored = tf.io.decode_jpeg(contents, dct_method="INTEGER_ACCURATE")  # as stored: sideways
+    upright = _pillow_oriented(stored.numpy(), 6)
     config, _, _ = read_run_record(os.path.join(os.path.dirname(untrained_model), "config.json"))
     # training: the pipeline's decoded element is the upright image
     element = TrainPipeline([str(path)], [0.5], config)._prepare(tf.constant(str(path)), 0.5, 0)
@@ -244,7 +274,7 @@ def test_training_evaluation_and_serving_see_the_same_rotated_image(untrained_ex
     loaded = tf.saved_model.load(untrained_export)
     by_bytes = loaded.signatures["serving_default"](images=tf.constant([contents]))["score"].numpy()
     by_pixels = loaded.signatures["score_pixels"](pixels=tf.constant(upright[None]))["score"].numpy()
-    sideways = loaded.signatures["score_pixels"](pixels=tf.constant(tf.io.decode_jpeg(contents)[None]))["score"]
+    sideways = loaded.signatures["score_pixels"](pixels=stored[None])["score"]
     np.testing.assert_allclose(by_bytes, by_pixels, atol=1e-6)
     assert abs(float(sideways.numpy()[0]) - float(by_bytes[0])) > 1e-4  # orientation changes the score
     import keras

@@ -49,6 +49,28 @@ def test_killed_run_resumes_and_trains_each_step_once(toy_dataset, tmp_path):
     train_images = metrics["images"]["train"]
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3 * (train_images // 4)
     assert metrics["test"]["n"] > 0
+    # Both branches were validated every epoch; the exported one is validation's pick.
+    saved = json.load(open(history))
+    assert all(set(e["val_branches"]) == {"student", "teacher"} for e in saved["epochs"])
+    best = saved["best"]
+    assert metrics["export_branch"] == best["branch"] == metrics["val"]["branch"]
+    assert best["val"] == best["val_branches"][best["branch"]]
+    pick = lambda m: m["srcc"] + m["plcc"]  # noqa: E731
+    assert pick(best["val"]) == max(pick(m) for e in saved["epochs"] for m in e["val_branches"].values())
+
+
+def test_validation_picks_the_better_branch(monkeypatch):
+    from keras_lmiqa import training
+    from keras_lmiqa.config import TrainConfig
+
+    scores = {"student": {"srcc": 0.5, "plcc": 0.6}, "teacher": {"srcc": 0.55, "plcc": 0.58}}
+    monkeypatch.setattr(training, "evaluate_many",
+                        lambda models, *args: {name: (scores[name], None) for name in models})
+    trainer = type("T", (), {"branches": {"student": "S", "teacher": "T"}})()
+    result = training._validate(trainer, [], None, TrainConfig())
+    assert result["branch"] == "teacher" and result["val"] == scores["teacher"]
+    fixed = training._validate(trainer, [], None, TrainConfig(export_branch="student"))
+    assert fixed["branch"] == "student" and set(fixed["val_branches"]) == {"student"}
 
 
 def test_rerun_with_other_settings_is_refused(toy_dataset, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lmiqa.config import TrainConfig
-from keras_lmiqa.trainer import LMIQATrainer
+from keras_lmiqa.trainer import LMIQATrainer, teacher_momentum
 
 CONFIG = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=3, num_positives=2, batch_size=4,
                      dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3, warmup_epochs=0.0)
@@ -22,25 +22,94 @@ def _batch(seed=0, size=4, crops=5):
     }
 
 
-def test_masks_mark_own_views_positive_and_own_other_crops_intra():
+def test_masks_follow_each_images_roles():
+    """Roles differ per image: neutral windows (3) are neither positive nor intra."""
     trainer = LMIQATrainer(CONFIG, 10)
-    roles = tf.constant(np.tile(np.array([[0, 1, 1, 2, 2]], np.int32), (2, 1)))
-    positive, intra = trainer._masks(roles, offset=1, num_keys=15)  # queries are global images 1 and 2
+    roles = tf.constant([[0, 1, 1, 2, 2], [0, 3, 1, 2, 2], [0, 3, 3, 2, 2]], tf.int32)
+    positive, intra = trainer._masks(roles, offset=0)
     positive, intra = positive.numpy(), intra.numpy()
-    np.testing.assert_array_equal(np.nonzero(positive[0])[0], [5, 8, 9])  # image 1: anchor + 2 views
-    np.testing.assert_array_equal(np.nonzero(intra[0])[0], [6, 7])
-    np.testing.assert_array_equal(np.nonzero(positive[1])[0], [10, 13, 14])
+    assert positive.shape == intra.shape == (3, 15)
+    np.testing.assert_array_equal(np.nonzero(positive[0])[0], [0, 3, 4])  # anchor + 2 views
+    np.testing.assert_array_equal(np.nonzero(intra[0])[0], [1, 2])
+    np.testing.assert_array_equal(np.nonzero(positive[1])[0], [5, 8, 9])
+    np.testing.assert_array_equal(np.nonzero(intra[1])[0], [7])  # window 6 is neutral
+    np.testing.assert_array_equal(np.nonzero(intra[2])[0], [])
     assert (positive * intra).sum() == 0
 
 
-def test_ema_update_follows_the_formula():
+def test_ema_update_follows_the_ramped_formula():
+    """m_1 = 0 (the teacher becomes the student), m_2 = 1/2 (their mean), then the EMA."""
     trainer = LMIQATrainer(CONFIG, 10)
-    before = [w.numpy() for w in trainer.teacher.weights]
     step = trainer.make_train_function(tf.distribute.get_strategy())
     step(_batch())
+    for teacher, student in zip(trainer.teacher.weights, trainer.student.weights):
+        np.testing.assert_allclose(teacher.numpy(), student.numpy(), rtol=1e-6, atol=1e-7)
+    before = [w.numpy() for w in trainer.teacher.weights]
+    step(_batch(1))
     for teacher, student, old in zip(trainer.teacher.weights, trainer.student.weights, before):
-        np.testing.assert_allclose(teacher.numpy(), 0.9 * old + 0.1 * student.numpy(), rtol=1e-5, atol=1e-6)
-    assert int(trainer.optimizer.iterations) == 1
+        np.testing.assert_allclose(teacher.numpy(), 0.5 * old + 0.5 * student.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(trainer.optimizer.iterations) == 2
+
+
+@pytest.mark.parametrize("total_steps", [200, 260, 1_000, 20_000, 1_000_000])
+def test_teacher_keeps_under_one_percent_of_its_start_on_any_run_length(total_steps):
+    """The weight of the initial teacher after a run is the product of its momenta;
+    also the weight of everything the student was in the run's first half is small."""
+    config = TrainConfig(momentum=0.999)
+    momenta = np.array([float(teacher_momentum(t, config, total_steps)) for t in range(1, total_steps + 1)]
+                       if total_steps <= 20_000 else
+                       teacher_momentum(np.arange(1, total_steps + 1, dtype=np.float32), config, total_steps))
+    assert np.prod(momenta) < 0.01
+    # Time constant capped at 10% of the run: the second half outweighs the first.
+    assert np.prod(momenta[total_steps // 2:]) < 0.01
+    assert 1.0 / (1.0 - momenta.max()) <= max(1.0, 0.1 * total_steps) + 1e-3
+
+
+def test_teacher_momentum_is_the_configured_one_on_long_runs():
+    config = TrainConfig(momentum=0.99)
+    assert float(teacher_momentum(50_000, config, 100_000)) == pytest.approx(0.99)
+    assert float(teacher_momentum(3, config, 100_000)) == pytest.approx(2 / 3)
+    # A 260-step run: capped at a 26-step time constant.
+    assert float(teacher_momentum(200, config, 260)) == pytest.approx(1 - 1 / 26)
+
+
+def test_teacher_mse_waits_for_the_warm_up():
+    """L_mut holds the teacher MSE (weighted lambda_mse) only after the warm-up steps."""
+    trainer = LMIQATrainer(CONFIG.replace(warmup_epochs=0.2, lambda_mse=0.25), 10)  # 2 warm-up steps
+    step = trainer.make_train_function(tf.distribute.get_strategy())
+    seen = []
+    for index in range(4):
+        terms = step(_batch(index))
+        seen.append((float(terms["mutual"]), float(terms["mutual_mse"]), float(terms["mutual_kl"])))
+    for mutual, mse, kl in seen[:2]:
+        assert mutual == pytest.approx(kl, rel=1e-6)
+    for mutual, mse, kl in seen[2:]:
+        assert mse > 0
+        assert mutual == pytest.approx(kl + 0.25 * mse, rel=1e-5)
+
+
+def test_pretrained_backbone_trains_slower_than_the_heads(tmp_path):
+    """With a pretrained backbone the heads get lr * head_lr_multiplier (a second AdamW).
+    Adam's first step moves every weight by about its learning rate."""
+    from keras_lmiqa.models.backbones import build_backbone
+
+    path = str(tmp_path / "tiny.weights.h5")
+    build_backbone("tiny", 32, "none").save_weights(path)
+    config = CONFIG.replace(weights=path, head_lr_multiplier=10.0, lr=1e-4, weight_decay=0.0, clip_norm=0.0,
+                            dropout=0.0)
+    trainer = LMIQATrainer(config, 10)
+    assert trainer.head_optimizer is not None
+    backbone = trainer.student.get_layer("tiny_backbone")
+    backbone_ids = {id(v) for v in backbone.trainable_variables}
+    before = {id(v): v.numpy() for v in trainer.student.trainable_variables}
+    trainer.make_train_function(tf.distribute.get_strategy())(_batch())
+    moved = {id(v): np.abs(v.numpy() - before[id(v)]).max() for v in trainer.student.trainable_variables}
+    backbone_step = max(m for key, m in moved.items() if key in backbone_ids)
+    head_step = max(m for key, m in moved.items() if key not in backbone_ids)
+    assert backbone_step == pytest.approx(1e-4, rel=0.05)  # no warm-up in CONFIG
+    assert head_step == pytest.approx(1e-3, rel=0.05)
+    # Trained from scratch: one optimizer, one learning rate.
+    assert LMIQATrainer(CONFIG, 10).head_optimizer is None
 
 
 def test_quality_loss_falls_when_fitting_one_batch():
@@ -78,6 +147,11 @@ def test_intra_negatives_raise_the_contrastive_loss():
 
 def test_dml_mode_trains_both_branches_by_gradient():
     trainer = LMIQATrainer(CONFIG.replace(branch_mode="dml"), 10)
+    # Two peers: the heads start from different initial values, the backbones equal.
+    assert not np.allclose(trainer.teacher.get_layer("quality_hidden").kernel.numpy(),
+                           trainer.student.get_layer("quality_hidden").kernel.numpy())
+    np.testing.assert_array_equal(trainer.teacher.get_layer("tiny_backbone").get_weights()[0],
+                                  trainer.student.get_layer("tiny_backbone").get_weights()[0])
     teacher_before = [w.numpy() for w in trainer.teacher.trainable_weights]
     student_before = [w.numpy() for w in trainer.student.trainable_weights]
     trainer.make_train_function(tf.distribute.get_strategy())(_batch())
