@@ -3,7 +3,9 @@
 `export_model(model.keras, EXPORTS/lmiqa)` writes `EXPORTS/lmiqa/<version>/`, the layout
 TF Serving watches. The version folder is written beside its final place
 (`.tmp-<version>-xxxx`, a name TF Serving ignores) and renamed into place, so a server
-never loads a half-written version. It holds
+never loads a half-written version; `--overwrite` exchanges it with the old folder in
+one syscall, so version N never goes missing. The next export (or `lmiqa export
+--clean`) removes what killed exports left (`recover_exports`). It holds
 
     saved_model.pb, variables/     a `tf.Module` tracking the branch model, with signatures
       serving_default  images  tf.string [batch]             encoded JPEG/PNG/BMP/GIF
@@ -33,10 +35,15 @@ documented form; the module's `metadata()` function returns the same JSON string
 
 from __future__ import annotations
 
+import ctypes
 import datetime
+import errno
+import fcntl
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -175,18 +182,41 @@ class LMIQAModule(tf.Module):
         return {"json": tf.constant(self._metadata_json)}
 
 
+# The documented range of `score`. A trained model's linear head may overshoot it a
+# little; beyond SCORE_MARGIN, or not finite, the score comes from a broken model
+# (corrupt weights scored -2.1e25) and the request fails rather than return it.
+SCORE_RANGE = (0.0, 1.0)
+SCORE_MARGIN = 0.5
+
+
+def bounded_score(score):
+    """`score` [batch] clipped to SCORE_RANGE, after asserting every value is finite and
+    within SCORE_MARGIN of it; otherwise the request fails with INVALID_ARGUMENT
+    ("the model's score is not finite or far outside [0, 1]"). Call it on the pooled
+    score before `mos` is computed from it."""
+    score = tf.convert_to_tensor(score, tf.float32)
+    low, high = SCORE_RANGE
+    sane = tf.reduce_all(tf.math.is_finite(score) & (score >= low - SCORE_MARGIN) & (score <= high + SCORE_MARGIN))
+    check = tf.debugging.Assert(sane, [f"the model's score is not finite or far outside [{low:g}, {high:g}] "
+                                       "(corrupt weights?):", score], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.clip_by_value(score, low, high)
+
+
 # ---------------------------------------------------------------- loading a run
 
 
 def load_branch(model_path: str):
-    """Load a branch `model.keras` (safe mode); ModelError naming the file if it cannot."""
+    """Load a branch `model.keras` (safe mode) after checking its checksum
+    (`artifacts.verify_keras`); ModelError naming the file if it cannot."""
     if not os.path.isfile(model_path):
         raise ModelError(f"model file not found: {model_path}")
     import keras_lmiqa.models  # noqa: F401  (registers the custom layers)
 
     try:
+        artifacts.verify_keras(model_path)  # the checksum save_keras wrote, and every member's CRC-32
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as error:  # zipfile, h5py, JSON and Keras errors all mean "unreadable"
+    except Exception as error:  # checksum, zipfile, h5py, JSON and Keras errors all mean "unreadable"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"cannot load model {model_path} (corrupt or partial file?): {reason}") from None
     if not isinstance(model.output, dict) or "score" not in model.output:
@@ -309,11 +339,16 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
     """Write the SavedModel of a run's `model.keras` to `<export_dir>/<version>/`; returns that folder.
 
     `version` defaults to one above the highest present (1 for a new folder). An
-    existing version is refused unless `overwrite`. `config_path` defaults to the
-    config.json beside the model.
+    existing version is refused unless `overwrite`, which swaps the new folder in with
+    one atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`): version N is present at
+    every moment, old then new. First it recovers what killed exports left
+    (`recover_exports`). `config_path` defaults to the config.json beside the model.
     """
     started = time.time()
     export_dir = os.path.abspath(os.fspath(export_dir))
+    artifacts.writable_folder(export_dir, "export folder")
+    for action in recover_exports(export_dir):
+        logger.info("%s", action)
     version = _next_version(export_dir, version)
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final) and not overwrite:
@@ -321,7 +356,7 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
                          "to replace it, or choose another --version")
     module, metadata = build_module(os.fspath(model_path), config_path)
     os.makedirs(export_dir, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    temporary, lock = _locked_temporary(export_dir, f".tmp-{version}-")
     try:
         contents = warmup_image()
         module.serving_default(tf.constant([contents]))  # traces, and checks the warm-up request runs
@@ -339,29 +374,150 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
     logger.info("exported %s to %s in %.1fs", model_path, final, time.time() - started)
     return final
 
 
-def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
-    old = None
-    if os.path.exists(final):
-        if not overwrite:
-            raise ModelError(f"version folder appeared while exporting: {final}")
-        old = tempfile.mkdtemp(prefix=f".tmp-old-{os.path.basename(final)}-", dir=os.path.dirname(final))
-        os.rename(final, os.path.join(old, "previous"))
+# ---------------------------------------------------------------- crash-safe replacement
+#
+# An export writes `.tmp-<N>-xxxx/` (a name TF Serving ignores) and holds an flock on
+# that folder while it lives; the lock dies with the process, so an unlocked `.tmp-*`
+# folder is a leftover of a killed export. `--overwrite` exchanges the new folder with
+# version N in one syscall; where the file system cannot (no RENAME_EXCHANGE), it moves
+# N aside into a locked `.tmp-old-<N>-xxxx/previous` and the new folder in: a kill
+# between those two renames leaves no N until the next export (or `lmiqa export
+# --clean`) moves `previous` back.
+
+_TEMPORARY = re.compile(r"\.tmp-(old-)?(\d+)-[A-Za-z0-9_]+")
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
+
+
+def _renameat2(source: str, target: str, flags: int) -> bool:
+    """`renameat2(source, target, flags)`; False when this system or file system lacks it."""
+    function = getattr(_libc(), "renameat2", None)
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), source, None, target)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
     try:
-        os.rename(temporary, final)
-    except OSError as error:
-        if old is not None:  # put the previous version back
-            os.rename(os.path.join(old, "previous"), final)
-        raise ModelError(f"cannot move the export into place at {final}: {error}") from None
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _exchange(temporary: str, final: str) -> bool:
+    """Atomically swap two folders (True), or False when the file system cannot."""
+    return _renameat2(temporary, final, _RENAME_EXCHANGE)
+
+
+def _set_aside(final: str, previous: str) -> None:
+    os.rename(final, previous)
+
+
+def _lock(path: str, blocking: bool = True) -> int | None:
+    """An fd holding an exclusive flock on folder `path`; None if another process holds it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _locked_temporary(export_dir: str, prefix: str) -> tuple[str, int]:
+    """A new folder `export_dir/<prefix>xxxx` and the fd of its lock. The base folder's
+    shared lock keeps `recover_exports` (exclusive) from seeing it before it is locked."""
+    base = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(base, fcntl.LOCK_SH)
+        temporary = tempfile.mkdtemp(prefix=prefix, dir=export_dir)
+        return temporary, _lock(temporary)
     finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        os.close(base)
+
+
+def recover_exports(export_dir: str) -> list[str]:
+    """Undo what killed exports left in `export_dir`; returns what was done, one line each.
+
+    A `.tmp-old-<N>-*/previous` whose version N is missing is moved back to N; then
+    every `.tmp-<N>-*` and `.tmp-old-<N>-*` folder no live export holds is removed. A
+    folder a running export holds (its flock) is left alone.
+    """
+    if not os.path.isdir(export_dir):
+        return []
+    actions = []
+    base = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(base, fcntl.LOCK_EX)
+        for name in sorted(os.listdir(export_dir)):
+            match = _TEMPORARY.fullmatch(name)
+            path = os.path.join(export_dir, name)
+            if not match or os.path.islink(path) or not os.path.isdir(path):
+                continue
+            lock = _lock(path, blocking=False)
+            if lock is None:  # a running export's
+                continue
+            try:
+                previous, final = os.path.join(path, "previous"), os.path.join(export_dir, match.group(2))
+                if match.group(1) and os.path.isdir(previous) and not os.path.lexists(final):
+                    os.rename(previous, final)
+                    actions.append(f"restored version {match.group(2)} from {name}/previous (an overwrite was killed)")
+                shutil.rmtree(path)
+                actions.append(f"removed {name} (left by a killed export)")
+            finally:
+                os.close(lock)
+    finally:
+        os.close(base)
+    return actions
+
+
+def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
+    if not os.path.lexists(final):
+        try:
+            if not _renameat2(temporary, final, _RENAME_NOREPLACE):
+                os.rename(temporary, final)  # replaces only an empty folder
+            return
+        except OSError as error:
+            if not os.path.lexists(final):
+                raise ModelError(f"cannot move the export into place at {final}: {error}") from None
+    if not overwrite:
+        raise ModelError(f"version folder appeared while exporting: {final}")
+    if _exchange(temporary, final):  # `final` is the new version; `temporary` holds the old one
+        shutil.rmtree(temporary, ignore_errors=True)
+        return
+    logger.warning("%s: this file system cannot exchange folders atomically; version %s is missing "
+                   "between two renames", os.path.dirname(final), os.path.basename(final))
+    old, lock = _locked_temporary(os.path.dirname(final), f".tmp-old-{os.path.basename(final)}-")
+    previous = os.path.join(old, "previous")
+    try:
+        _set_aside(final, previous)
+        try:
+            os.rename(temporary, final)
+        except OSError as error:
+            os.rename(previous, final)  # put the previous version back
+            raise ModelError(f"cannot move the export into place at {final}: {error}") from None
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        os.close(lock)
 
 
 __all__ = [
-    "LMIQAModule", "OUTPUT_KEYS", "build_module", "decode_batch", "export_model", "latest_version",
-    "load_branch", "pixel_batch", "read_metadata", "read_run_record", "score_images", "version_dirs",
+    "LMIQAModule", "OUTPUT_KEYS", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_module", "decode_batch",
+    "export_model", "latest_version", "load_branch", "pixel_batch", "read_metadata", "read_run_record",
+    "recover_exports", "score_images", "version_dirs",
 ]

@@ -18,11 +18,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_lmiqa import artifacts
 from keras_lmiqa import export as export_lib
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.image_io import error_reason
 
 DEFAULT_BATCH_SIZE = 32  # as `evaluation.predict_quality`, so file scores match it exactly
+DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
 
 
 class Scorer:
@@ -35,15 +37,22 @@ class Scorer:
         source: where the model came from (for messages).
         batch_size: images per call (encoded images of a call are padded to the largest).
         owner: an object to keep alive with the callables (the loaded SavedModel).
+        max_file_bytes: image files larger than this are refused before reading; only
+            regular files are read (never a FIFO or a device such as /dev/zero).
 
     Scores are normalised quality in [0, 1], higher = better; `score_mos` maps them to the
-    training dataset's scale and direction (`metadata["dataset"]["scale"]`).
+    training dataset's scale and direction (`metadata["dataset"]["scale"]`). A score that
+    is not finite or far outside [0, 1] (`export.SCORE_MARGIN`) raises ModelError: it
+    comes from a broken model, not from the image.
     """
 
     def __init__(self, score_bytes, score_pixels, metadata: dict, source: str,
-                 batch_size: int = DEFAULT_BATCH_SIZE, owner=None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, owner=None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+        if max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes must be >= 1. Received: max_file_bytes={max_file_bytes}")
+        self.max_file_bytes = int(max_file_bytes)
         self._score_bytes = score_bytes
         self._score_pixels = score_pixels
         self.metadata = metadata
@@ -80,7 +89,7 @@ class Scorer:
         """All outputs (`export.OUTPUT_KEYS`) for a list of paths, bytes or uint8 HxWx3 arrays."""
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise ImageError("images must be a list of paths, bytes or arrays (wrap a single image in a list)")
-        items = [_normalise(item, index) for index, item in enumerate(images)]
+        items = [_normalise(item, index, self.max_file_bytes) for index, item in enumerate(images)]
         if not items:
             return _empty()
         results: list[dict | None] = [None] * len(items)
@@ -110,6 +119,7 @@ class Scorer:
             labels = ", ".join(label for _, label in chunk)
             raise ImageError(f"cannot score {labels}: {_reason(error)}") from None
         out = {key: np.asarray(out[key]) for key in export_lib.OUTPUT_KEYS}
+        self._check_scores(out["score"], [label for _, label in chunk])
         windows = out["crop_windows"]
         counts = ((windows[..., 2] > windows[..., 0]) & (windows[..., 3] > windows[..., 1])).sum(-1)
         for row, index in enumerate(indices):  # each image's own windows, without the request's padding
@@ -117,19 +127,25 @@ class Scorer:
                               for key, value in out.items()}
 
 
+    def _check_scores(self, scores: np.ndarray, labels: list[str]) -> None:
+        low, high = export_lib.SCORE_RANGE
+        margin = export_lib.SCORE_MARGIN
+        bad = ~(np.isfinite(scores) & (scores >= low - margin) & (scores <= high + margin))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ModelError(f"{self.source} scored {labels[row]} {scores[row]:.6g}: not finite or far outside "
+                             f"[{low:g}, {high:g}]; the model is broken (corrupt weights?)")
+
+
 def _reason(error) -> str:
     return error_reason(error.message) or type(error).__name__
 
 
-def _normalise(item, index: int):
+def _normalise(item, index: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
     """(bytes or uint8 [H, W, 3] array, label for messages)."""
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
-        try:
-            with open(path, "rb") as handle:
-                return handle.read(), path
-        except OSError as error:
-            raise ImageError(f"cannot read image {path}: {error.strerror or error}") from None
+        return artifacts.read_regular_file(path, max_file_bytes, "image"), path
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item), f"images[{index}] (bytes)"
     if isinstance(item, np.ndarray):
@@ -157,12 +173,14 @@ def _empty() -> dict:
     return {key: np.zeros(shapes[key], np.float32) for key in export_lib.OUTPUT_KEYS}
 
 
-def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None) -> Scorer:
+def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None,
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Scorer:
     """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder."""
     path = os.fspath(path)
     if os.path.isfile(path):
         module, metadata = export_lib.build_module(path, config_path)
-        return Scorer(module.serving_default, module.score_pixels, metadata, path, batch_size, owner=module)
+        return Scorer(module.serving_default, module.score_pixels, metadata, path, batch_size, owner=module,
+                      max_file_bytes=max_file_bytes)
     if not os.path.isdir(path):
         raise ModelError(f"model not found: {path} (expected a model.keras, a SavedModel version folder "
                          "or an export folder)")
@@ -185,4 +203,4 @@ def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | N
     by_bytes = loaded.signatures["serving_default"]
     by_pixels = loaded.signatures["score_pixels"]
     return Scorer(lambda images: by_bytes(images=images), lambda pixels: by_pixels(pixels=pixels),
-                  metadata, version_dir, batch_size, owner=loaded)
+                  metadata, version_dir, batch_size, owner=loaded, max_file_bytes=max_file_bytes)

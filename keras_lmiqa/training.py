@@ -33,6 +33,7 @@ from keras_lmiqa.trainer import LOSS_NAMES, LMIQATrainer
 
 logger = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps between TensorBoard scalar writes
+PROGRESS_EVERY = 100  # steps between progress lines in the log
 
 
 @dataclasses.dataclass
@@ -196,6 +197,10 @@ def train(config: TrainConfig) -> RunResult:
                         for name in LOSS_NAMES:
                             tf.summary.scalar(f"train/{name}", terms[name])
                         tf.summary.scalar("train/learning_rate", trainer.schedule(global_step))
+                if (step + 1) % PROGRESS_EVERY == 0:
+                    rate = count * config.batch_size / max(time.time() - epoch_start, 1e-6)
+                    logger.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step + 1, steps,
+                                sums["loss"] / count, rate)
                 if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
                     backup(epoch, step + 1)
         except tf.errors.InvalidArgumentError as error:

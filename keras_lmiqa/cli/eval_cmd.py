@@ -18,6 +18,12 @@ from keras_lmiqa.cli.train_cmd import _key_value
 
 
 def run(args: argparse.Namespace) -> int:
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.errors import ConfigError
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    artifacts.writable_folder(args.output_dir, "--output-dir")  # before the model loads and the images score
     from keras_lmiqa.research.evaluate import evaluate_model
 
     result = evaluate_model(args.model, args.dataset, args.data_root, split=args.split, output_dir=args.output_dir,

@@ -1,9 +1,14 @@
 """`lmiqa export` / `python export.py`: a run's model.keras to a TF Serving SavedModel.
 
     lmiqa export --model RUN_DIR/model.keras --export-dir EXPORTS/lmiqa [--version N] [--overwrite]
+    lmiqa export --export-dir EXPORTS/lmiqa --clean
 
 Writes `EXPORTS/lmiqa/<N>/` (default N: one above the highest version present) and
-prints that folder. See `keras_lmiqa.export` for the signatures and metadata.
+prints that folder. `--overwrite` swaps the new folder in atomically: version N is
+there at every moment. Each export first recovers what killed exports left (a version
+an overwrite had moved aside is put back; their `.tmp-*` folders are removed);
+`--clean` does only that and prints what it did. See `keras_lmiqa.export` for the
+signatures and metadata.
 """
 
 from __future__ import annotations
@@ -13,6 +18,18 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.errors import ConfigError
+
+    artifacts.writable_folder(args.export_dir, "--export-dir")
+    if args.clean:
+        from keras_lmiqa.export import recover_exports
+
+        actions = recover_exports(args.export_dir)
+        print("\n".join(actions) if actions else f"nothing to clean in {args.export_dir}")
+        return 0
+    if not args.model:
+        raise ConfigError("--model is required (or --clean, to only clean up after killed exports)")
     from keras_lmiqa.export import export_model  # heavy import only when exporting
 
     version_dir = export_model(args.model, args.export_dir, version=args.version, overwrite=args.overwrite,
@@ -24,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("export", help="export a trained model as a TF Serving SavedModel",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, metavar="PATH", help="the run's model.keras")
+    parser.add_argument("--model", metavar="PATH", help="the run's model.keras (required unless --clean)")
     parser.add_argument("--export-dir", required=True, metavar="DIR",
                         help="export base folder (TF Serving's --model_base_path); versions go in DIR/N")
     parser.add_argument("--version", type=int, default=None, metavar="N",
@@ -32,6 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace version N if it exists")
     parser.add_argument("--config", default=None, metavar="PATH",
                         help="the run's config.json (default: config.json beside --model)")
+    parser.add_argument("--clean", action="store_true",
+                        help="only recover from killed exports in --export-dir (restore a version an overwrite "
+                             "moved aside, remove their .tmp-* folders), print what was done, and exit")
     parser.set_defaults(func=run)
     return parser
 

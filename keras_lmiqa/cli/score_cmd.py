@@ -5,8 +5,11 @@
 
 Folders are walked for .jpg/.jpeg/.png/.bmp/.gif (any case), sorted. Prints a table
 (path, score, mos; score is normalised quality in [0, 1], higher = better) or writes
-`--csv FILE` / `--json FILE`. With `--skip-errors`, images the model rejects get an
-empty score and their error instead of stopping the run (exit code 1).
+`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically).
+Only regular files are read (a FIFO or a link to /dev/zero is refused, not read), each
+at most `--max-image-mb`. With `--skip-errors`, images that cannot be read or that the
+model rejects get an empty score and their error instead of stopping the run (exit
+code 1).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 
 PROGRESS_ABOVE = 50  # show progress for more images than this
@@ -33,11 +37,11 @@ def _server_rows(args, paths: list[str]) -> list[dict]:
     return [{"path": p, "score": d["score"], "mos": d["mos"], "error": d["error"]} for p, d in zip(paths, details)]
 
 
-def _local_rows(args, paths: list[str]) -> list[dict]:
+def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
     from keras_lmiqa.errors import ImageError
     from keras_lmiqa.scorer import load_scorer
 
-    scorer = load_scorer(args.model, batch_size=args.batch_size)
+    scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
     bar = None
     if len(paths) > PROGRESS_ABOVE:
         import keras
@@ -65,18 +69,27 @@ def _local_rows(args, paths: list[str]) -> list[dict]:
     return rows
 
 
-def _write(rows: list[dict], args) -> None:
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "score", "mos", "error"])
-            for row in rows:
-                writer.writerow([row["path"], _number(row["score"]), _number(row["mos"]), row["error"] or ""])
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump([{**row, "score": _json_number(row["score"]), "mos": _json_number(row["mos"])} for row in rows],
-                      handle, indent=2)
-    if not (args.csv or args.json):
+def _write(rows: list[dict], args, outputs: dict) -> None:
+    """The table on stdout, or `outputs` ({flag: checked path}) each written atomically."""
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.errors import ConfigError
+
+    for flag, path in outputs.items():
+        try:
+            with artifacts.atomic_path(path) as temporary:
+                with open(temporary, "w", newline="" if flag == "--csv" else None, encoding="utf-8") as handle:
+                    if flag == "--csv":
+                        writer = csv.writer(handle)
+                        writer.writerow(["path", "score", "mos", "error"])
+                        for row in rows:
+                            writer.writerow([row["path"], _number(row["score"]), _number(row["mos"]),
+                                             row["error"] or ""])
+                    else:
+                        json.dump([{**row, "score": _json_number(row["score"]), "mos": _json_number(row["mos"])}
+                                   for row in rows], handle, indent=2)
+        except OSError as error:
+            raise ConfigError(f"{flag} {path}: cannot write: {error.strerror or error}") from None
+    if not outputs:
         width = max([4] + [len(row["path"]) for row in rows])
         print(f"{'path':<{width}}  {'score':>7}  {'mos':>9}")
         for row in rows:
@@ -92,17 +105,61 @@ def _json_number(value: float):
     return None if value is None or math.isnan(value) else round(float(value), 6)
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_arguments(args) -> dict:
+    """Flag checks before any work; returns {flag: path} of the checked output files."""
+    from keras_lmiqa import artifacts
     from keras_lmiqa.errors import ConfigError
-    from keras_lmiqa.serving.images import collect_images
 
     if bool(args.server) == bool(args.model):
         raise ConfigError("choose one of --server HOST:PORT or --model PATH")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    paths = collect_images(args.images)
-    rows = _server_rows(args, paths) if args.server else _local_rows(args, paths)
-    _write(rows, args)
+    if not (math.isfinite(args.max_image_mb) and args.max_image_mb > 0):
+        raise ConfigError(f"--max-image-mb must be a number > 0, got {args.max_image_mb}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version must be >= 1, got {args.version}")
+    outputs = {flag: artifacts.writable_file(path, flag) for flag, path in (("--csv", args.csv), ("--json", args.json))
+               if path}
+    if len(set(outputs.values())) < len(outputs):
+        raise ConfigError(f"--csv {args.csv} and --json {args.json} are the same file; give two paths")
+    return outputs
+
+
+def _image_paths(items: list[str]) -> list[str]:
+    """Files and walked folders, in order; a special file given by name (a FIFO, a
+    device) is kept, to be refused with its reason rather than as missing."""
+    from keras_lmiqa.serving.images import collect_images
+
+    paths: list[str] = []
+    for item in items:
+        special = os.path.exists(item) and not os.path.isdir(item) and not os.path.isfile(item)
+        paths.extend([item] if special else collect_images([item]))
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.errors import ImageError
+
+    outputs = _check_arguments(args)
+    max_file_bytes = int(args.max_image_mb * 2 ** 20)
+    paths = _image_paths(args.images)
+    # Stat every file first: a FIFO would block a read forever, /dev/zero never ends.
+    problems = {path: problem for path in paths
+                if (problem := artifacts.check_regular_file(path, max_file_bytes, "image"))}
+    if problems and not args.skip_errors:
+        more = f" (and {len(problems) - 1} more; --skip-errors scores the others)" if len(problems) > 1 else ""
+        raise ImageError(next(iter(problems.values())) + more)
+    readable = [path for path in paths if path not in problems]
+    scored = []
+    if readable:
+        scored = _server_rows(args, readable) if args.server else _local_rows(args, readable, max_file_bytes)
+    scored = iter(scored)
+    rows = [{"path": path, "score": math.nan, "mos": math.nan, "error": problems[path]} if path in problems
+            else next(scored) for path in paths]
+    _write(rows, args, outputs)
     failed = sum(1 for row in rows if row["error"])
     if failed:
         print(f"lmiqa score: {failed} of {len(rows)} images could not be scored", file=sys.stderr)
@@ -122,7 +179,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="images per request/call (default 32)")
     parser.add_argument("--csv", metavar="FILE", help="write path,score,mos,error rows to FILE")
     parser.add_argument("--json", metavar="FILE", help="write a JSON list of {path, score, mos, error} to FILE")
+    parser.add_argument("--max-image-mb", type=float, default=64.0, metavar="MB",
+                        help="image files above this size are refused before reading (default 64)")
     parser.add_argument("--skip-errors", action="store_true",
-                        help="score the other images when some are rejected (exit code 1)")
+                        help="score the other images when some are unreadable or rejected (exit code 1)")
     parser.set_defaults(func=run)
     return parser

@@ -10,10 +10,33 @@ Port 0 picks a free port (printed on the ready line).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+# gRPC keeps message sizes in a signed 32-bit int: 2 GiB - 1 byte.
+MAX_REQUEST_MB = 2047
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """ConfigError (one line, exit 2) for a flag out of range, before anything starts."""
+    from keras_lmiqa.errors import ConfigError
+
+    for flag, port in (("--port", args.port), ("--rest-port", args.rest_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise ConfigError(f"{flag} must be a TCP port in 0..65535 (0: any free port), got {port}")
+    if args.rest_port is not None and args.rest_port and args.rest_port == args.port:
+        raise ConfigError(f"--port and --rest-port are both {args.port}; give two ports")
+    if args.max_batch_size < 1:
+        raise ConfigError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
+    if not (math.isfinite(args.max_request_mb) and 0 < args.max_request_mb <= MAX_REQUEST_MB):
+        raise ConfigError(f"--max-request-mb must be in (0, {MAX_REQUEST_MB}] (gRPC's message size limit), "
+                          f"got {args.max_request_mb:g}")
+    if not (math.isfinite(args.poll_seconds) and args.poll_seconds >= 0):
+        raise ConfigError(f"--poll-seconds must be >= 0 (0 disables polling), got {args.poll_seconds:g}")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     from keras_lmiqa.serving.local_server import LocalServer, serve_until_signalled
 
     server = LocalServer(args.export_dir, port=args.port, rest_port=args.rest_port, host=args.host,
