@@ -147,11 +147,14 @@ def read_regular_file(path: str, max_bytes: int, what: str = "file") -> bytes:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise ImageError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         problem = _problem(path, os.fstat(descriptor), max_bytes, what)
         if problem:
             raise ImageError(problem)
-        data = handle.read(max_bytes + 1)
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(descriptor)
     if len(data) > max_bytes:  # grew since fstat
         raise ImageError(f"cannot read {what} {path}: above the {max_bytes}-byte limit; not read")
     return data

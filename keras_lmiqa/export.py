@@ -26,10 +26,13 @@ scale tiles the image); shorter lists are padded at the end with empty windows
 [0, 0, 0, 0] of weight, score and saliency 0 (`crops.window_mask`).
 
 Decoding, the crop grid, saliency, crop cutting and the importance-weighted average run
-in the graph exactly as `keras_lmiqa.evaluation.predict_quality` runs them: images of
-one request are zero-padded to the largest, like tf.data's `padded_batch`. A bad image
-fails the whole request with INVALID_ARGUMENT naming the problem (`images[2] is empty`,
-`image exceeds the pixel limit`); no score is made up. The metadata JSON is the
+in the graph as `keras_lmiqa.evaluation.predict_quality` runs them on one image: each
+image of a request is decoded, cut and scored on its own (`score_images`), its windows
+`windows_per_call` at a time, never padded to the others. Memory holds one image and
+one chunk of its crops whatever the batch, and an image scores bit-identically alone
+or in any batch. A bad image fails the whole request with INVALID_ARGUMENT naming the
+problem (`images[2] is empty`, `image exceeds the pixel limit`, more than `max_windows`
+windows); no score is made up. The metadata JSON is the
 documented form; the module's `metadata()` function returns the same JSON string.
 """
 
@@ -53,7 +56,7 @@ import tensorflow as tf
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.config import TrainConfig, from_dict
-from keras_lmiqa.crops import cut_crops, window_mask
+from keras_lmiqa.crops import cut_crops
 from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.errors import ConfigError, ModelError
 from keras_lmiqa.models.layers import importance_pool
@@ -86,24 +89,66 @@ def _check_encoded(contents, index):
         return tf.identity(contents)
 
 
+# Crop pixels per call of the branch: 16 crops of 224 px (more of smaller crops). One
+# image's windows go through the model in chunks of this size, so the activations of a
+# call stay the same whatever the image size (a 50 MP photo has ~1000 windows of 224 px).
+CHUNK_PIXELS = 16 * 224 * 224
+
+
+def windows_per_call(config: TrainConfig) -> int:
+    """Windows one call of the branch scores: CHUNK_PIXELS worth of crops, at least one."""
+    return max(1, CHUNK_PIXELS // (config.crop_size * config.crop_size))
+
+
+def max_windows(config: TrainConfig) -> int:
+    """Most inference windows the export accepts for one image.
+
+    An image with both sides >= crop_size S and at most max_pixels P pixels has at most
+    ceil(H/S) * ceil(W/S) <= 2 P / S^2 + 2 native windows, plus the coarser grids; only a
+    strip thinner than S (each native window then a square of its short side) has more,
+    one per short side along its length: a 1 x 50 000 000 PNG would make 5e7 windows.
+    """
+    tiles = -(-config.max_pixels // (config.crop_size * config.crop_size))
+    return 2 * tiles + 2 + len(config.scales) * config.grid_size ** 2
+
+
+def _check_window_count(image, config: TrainConfig, label):
+    """Assert `image`'s native-scale window count (`crops.grid_windows`) is within
+    `max_windows`, before the window list is built; returns the image."""
+    if not any(float(s) >= 1.0 for s in config.scales):  # grids only: grid_size^2 per scale
+        return image
+    shape = tf.shape(image, out_type=tf.int64)
+    side = tf.maximum(tf.minimum(tf.constant(config.crop_size, tf.int64), tf.minimum(shape[0], shape[1])), 1)
+    count = ((shape[0] + side - 1) // side) * ((shape[1] + side - 1) // side)
+    limit = max_windows(config)
+    check = tf.debugging.Assert(count <= limit, [tf.strings.format(
+        "{} ({}x{} pixels) would need {} crop windows, above the limit of {} (max_windows): too thin a strip",
+        (label, shape[1], shape[0], count, tf.constant(limit, tf.int64)))])
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
+
+
+def decode_one(contents, index, config: TrainConfig):
+    """One encoded image -> (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]), checked."""
+    image = decode_image(_check_encoded(contents, index), config.max_pixels)
+    image = _check_window_count(image, config, tf.strings.format("images[{}]", index))
+    windows, saliency = inference_elements(image, config)
+    return image, windows, saliency
+
+
 def decode_batch(images, config: TrainConfig):
     """Encoded images [B] -> (padded pixels [B, Hmax, Wmax, 3] uint8, windows [B, G, 4], saliency [B, G]).
 
-    Each image is decoded, gridded and its saliency computed on its own pixels; the
-    batch is then zero-padded at the bottom/right, and the window lists at the end with
-    empty windows, as `inference_dataset` pads.
+    The batch `inference_dataset` would make (zero-padded at the bottom/right, window
+    lists padded with empty windows): for benchmarks on the very crops the export cuts.
+    The export itself never pads: `score_images` takes one image at a time.
     """
 
     def one(args):
-        contents, index = args
-        image = decode_image(_check_encoded(contents, index), config.max_pixels)
-        windows, saliency = inference_elements(image, config)
+        image, windows, saliency = decode_one(*args, config)
         return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
 
     images = tf.convert_to_tensor(images, tf.string)
-    some = tf.debugging.assert_positive(tf.size(images), message="images holds no image: send at least one")
-    with tf.control_dependencies([some]):
-        images = tf.identity(images)
     decoded, windows, saliency = tf.map_fn(
         one, (images, tf.range(tf.shape(images)[0])),
         fn_output_signature=(tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
@@ -112,38 +157,78 @@ def decode_batch(images, config: TrainConfig):
     return decoded.to_tensor(), windows.to_tensor(), saliency.to_tensor()
 
 
-def pixel_batch(pixels, config: TrainConfig):
-    """Decoded images [B, H, W, 3] uint8 (one size) -> (pixels, windows [B, G, 4], saliency [B, G])."""
-    pixels = tf.convert_to_tensor(pixels, tf.uint8)
-    shape = tf.shape(pixels, out_type=tf.int64)
+def pixels_one(image, index, config: TrainConfig):
+    """One decoded image [H, W, 3] uint8 of `score_pixels` -> (pixels, windows [G, 4], saliency [G]), checked."""
+    shape = tf.shape(image, out_type=tf.int64)
     checks = [
-        tf.debugging.assert_positive(shape[0], message="pixels holds no image: send at least one"),
-        tf.debugging.assert_positive(shape[1] * shape[2], message="pixels is empty (zero height or width)"),
-        tf.debugging.assert_less_equal(shape[1] * shape[2], tf.constant(config.max_pixels, tf.int64),
+        tf.debugging.assert_positive(shape[0] * shape[1], message="pixels is empty (zero height or width)"),
+        tf.debugging.assert_less_equal(shape[0] * shape[1], tf.constant(config.max_pixels, tf.int64),
                                        message="image exceeds the pixel limit (max_pixels)"),
     ]
     with tf.control_dependencies(checks):
-        pixels = tf.identity(pixels)
-    windows, saliency = tf.map_fn(  # images of one size: the same window count
-        lambda image: inference_elements(image, config), pixels,
-        fn_output_signature=(tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.float32)))
-    return pixels, windows, saliency
+        image = _check_window_count(tf.identity(image), config, tf.strings.format("pixels[{}]", index))
+    windows, saliency = inference_elements(image, config)
+    return image, windows, saliency
 
 
-def score_images(model, config: TrainConfig, scale: ScoreScale, pixels, windows, saliency) -> dict:
-    """Cut the crops, run the branch, pool without the padding windows, map the score to the dataset's scale."""
-    outputs = model(cut_crops(pixels, windows, config.crop_size), training=False)
-    mask = window_mask(windows)
-    crop_scores = tf.where(mask, tf.cast(outputs["crop_scores"], tf.float32), 0.0)
-    score, weights = importance_pool(crop_scores, tf.cast(outputs["crop_logits"], tf.float32), mask)
+def crop_outputs(model, config: TrainConfig, image, windows):
+    """Per-window (quality [G], importance logits [G]) of one image, `windows_per_call` windows per call.
+
+    The crops of a chunk are cut from the image's own pixels (no padding) just before
+    the call that scores them, so memory holds one chunk of crops and its activations.
+    """
+    chunk = windows_per_call(config)
+    steps = (tf.shape(windows)[0] + chunk - 1) // chunk
+
+    def body(step, scores, logits):
+        part = windows[step * chunk:(step + 1) * chunk]
+        outputs = model(cut_crops(image[tf.newaxis], part[tf.newaxis], config.crop_size), training=False)
+        return (step + 1, scores.write(step, tf.cast(outputs["crop_scores"][0], tf.float32)),
+                logits.write(step, tf.cast(outputs["crop_logits"][0], tf.float32)))
+
+    parts = tf.TensorArray(tf.float32, size=steps, infer_shape=False, element_shape=[None])
+    _, scores, logits = tf.while_loop(lambda step, *_: step < steps, body, (tf.constant(0), parts, parts),
+                                      parallel_iterations=1)
+    return scores.concat(), logits.concat()
+
+
+def score_images(model, config: TrainConfig, scale: ScoreScale, elements, prepare, name: str = "images") -> dict:
+    """Score each image of a request on its own; returns `OUTPUT_KEYS`.
+
+    `prepare(element, index)` turns one element of `elements` (input `name`: encoded
+    bytes, or one image of a pixel batch) into (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]).
+    Images are taken one at a time (`tf.map_fn`, no parallel iterations): memory holds
+    one decoded image and one chunk of its crops whatever the batch, and an image's
+    outputs are bit-identical alone or in any batch. Only the outputs are padded: per-window
+    ones to the request's longest window list, with empty windows of weight, score and
+    saliency 0.
+    """
+
+    def one(args):
+        image, windows, saliency = prepare(*args)
+        crop_scores, logits = crop_outputs(model, config, image, windows)
+        score, weights = importance_pool(crop_scores, logits)  # every window of one image holds pixels
+        return score, crop_scores, weights, windows, saliency
+
+    elements = tf.convert_to_tensor(elements)
+    count = tf.shape(elements)[0]
+    some = tf.debugging.assert_positive(count, message=f"{name} holds no image: send at least one")
+    with tf.control_dependencies([some]):
+        elements = tf.identity(elements)
+    per_window = tf.RaggedTensorSpec([None], tf.float32, ragged_rank=0)
+    score, crop_scores, weights, windows, saliency = tf.map_fn(
+        one, (elements, tf.range(count)), parallel_iterations=1,
+        fn_output_signature=(tf.TensorSpec([], tf.float32), per_window, per_window,
+                             tf.RaggedTensorSpec([None, 4], tf.float32, ragged_rank=0), per_window))
+    score = bounded_score(score)
     unit = score if scale.higher_better else 1.0 - score
     return {
         "score": score,
         "mos": scale.low + unit * (scale.high - scale.low),
-        "crop_scores": crop_scores,
-        "crop_weights": weights,
-        "crop_windows": windows,
-        "crop_saliency": saliency,
+        "crop_scores": crop_scores.to_tensor(),
+        "crop_weights": weights.to_tensor(),
+        "crop_windows": windows.to_tensor(),
+        "crop_saliency": saliency.to_tensor(),
     }
 
 
@@ -173,10 +258,12 @@ class LMIQAModule(tf.Module):
         self.metadata = tf.function(self._metadata, input_signature=[])
 
     def _serve_bytes(self, images):
-        return score_images(self.model, self._config, self._scale, *decode_batch(images, self._config))
+        return score_images(self.model, self._config, self._scale, tf.convert_to_tensor(images, tf.string),
+                            lambda contents, index: decode_one(contents, index, self._config), "images")
 
     def _serve_pixels(self, pixels):
-        return score_images(self.model, self._config, self._scale, *pixel_batch(pixels, self._config))
+        return score_images(self.model, self._config, self._scale, tf.convert_to_tensor(pixels, tf.uint8),
+                            lambda image, index: pixels_one(image, index, self._config), "pixels")
 
     def _metadata(self):
         return {"json": tf.constant(self._metadata_json)}
@@ -187,18 +274,19 @@ class LMIQAModule(tf.Module):
 # (corrupt weights scored -2.1e25) and the request fails rather than return it.
 SCORE_RANGE = (0.0, 1.0)
 SCORE_MARGIN = 0.5
+SCORE_ERROR = "the score is not finite or far outside"  # how bounded_score fails a request (no quote: TF escapes it)
 
 
 def bounded_score(score):
     """`score` [batch] clipped to SCORE_RANGE, after asserting every value is finite and
     within SCORE_MARGIN of it; otherwise the request fails with INVALID_ARGUMENT
-    ("the model's score is not finite or far outside [0, 1]"). Call it on the pooled
+    ("the score is not finite or far outside [0, 1]: ..."). Call it on the pooled
     score before `mos` is computed from it."""
     score = tf.convert_to_tensor(score, tf.float32)
     low, high = SCORE_RANGE
     sane = tf.reduce_all(tf.math.is_finite(score) & (score >= low - SCORE_MARGIN) & (score <= high + SCORE_MARGIN))
-    check = tf.debugging.Assert(sane, [f"the model's score is not finite or far outside [{low:g}, {high:g}] "
-                                       "(corrupt weights?):", score], summarize=8)
+    check = tf.debugging.Assert(sane, [f"{SCORE_ERROR} [{low:g}, {high:g}]: the model is broken (corrupt weights?)",
+                                       score], summarize=8)
     with tf.control_dependencies([check]):
         return tf.clip_by_value(score, low, high)
 
@@ -517,7 +605,8 @@ def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
 
 
 __all__ = [
-    "LMIQAModule", "OUTPUT_KEYS", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_module", "decode_batch",
-    "export_model", "latest_version", "load_branch", "pixel_batch", "read_metadata", "read_run_record",
-    "recover_exports", "score_images", "version_dirs",
+    "LMIQAModule", "OUTPUT_KEYS", "SCORE_ERROR", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_module",
+    "crop_outputs", "decode_batch", "decode_one", "export_model", "latest_version", "load_branch",
+    "max_windows", "pixels_one", "read_metadata", "read_run_record", "recover_exports", "score_images",
+    "version_dirs", "windows_per_call",
 ]

@@ -113,6 +113,8 @@ class Scorer:
         try:
             out = fn(batch)
         except tf.errors.InvalidArgumentError as error:
+            if export_lib.SCORE_ERROR in error.message:  # the model is broken, not the image
+                raise ModelError(f"{self.source}: {_reason(error).replace('] [', ': ')}") from None
             if len(chunk) > 1:  # find and name the image that failed
                 for item, index in zip(chunk, indices):
                     self._call(fn, [item], [index], results, encoded)
@@ -133,8 +135,8 @@ class Scorer:
         bad = ~(np.isfinite(scores) & (scores >= low - margin) & (scores <= high + margin))
         if bad.any():
             row = int(np.argmax(bad))
-            raise ModelError(f"{self.source} scored {labels[row]} {scores[row]:.6g}: not finite or far outside "
-                             f"[{low:g}, {high:g}]; the model is broken (corrupt weights?)")
+            raise ModelError(f"{self.source}: {export_lib.SCORE_ERROR} [{low:g}, {high:g}]: the model is broken "
+                             f"(corrupt weights?): {labels[row]} scored {scores[row]:.6g}")
 
 
 def _reason(error) -> str:

@@ -162,7 +162,7 @@ class LMIQATrainer:
             terms["mutual_kl"] = (kl if c.use_saliency else zero) * scale
         # The MSE toward the teacher waits for the warm-up's end (the teacher is not yet
         # trained) and is weighted so that it cannot outweigh the label.
-        terms["mutual"] = c.lambda_mse * mse_on * terms["mutual_mse"] + terms["mutual_kl"]
+        terms["mutual"] = c.lambda_mse * mse_on * terms["mutual_mse"] + c.lambda_kl * terms["mutual_kl"]
         terms["loss"] = (terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"]
                          + c.lambda_mut * terms["mutual"])
         return terms

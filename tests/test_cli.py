@@ -1,6 +1,7 @@
 """The `lmiqa` command and `train.py`: help everywhere, one clear line on user errors."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -56,11 +57,28 @@ def test_config_file_and_typo_suggestion(tmp_path):
         _config("--dataset", "demo", "--config", str(path))
 
 
+def test_set_values_are_read_for_the_key_type(tmp_path):
+    config = _config("--dataset", "demo", "--set", "lr=1e-3", "--set", "data_root=2024", "--set", "epochs=3")
+    assert config.lr == 0.001 and config.data_root == "2024" and config.epochs == 3  # not the text '1e-3', not 2024
+    for value, message in [("lr=abc", "config key 'lr' expects a number, got 'abc' (str)"),
+                           ("epochs=2.5", "config key 'epochs' expects an integer, got 2.5 (float)"),
+                           ("use_mutual=1", "config key 'use_mutual' expects true or false, got 1 (int)"),
+                           ("scales=[1, x]", "config key 'scales' expects a list of numbers, got [1, 'x'] (list)")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            _config("--dataset", "demo", "--set", value)
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 1e-4\n")  # YAML 1.1 reads this as text
+    with pytest.raises(ConfigError, match=re.escape("config key 'lr' expects a number, got '1e-4' (str) "
+                                                    "(YAML reads 1e-4 as text: write 1.0e-4)")):
+        _config("--dataset", "demo", "--config", str(path))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "kadid"], "unknown dataset 'kadid'"),
     (["--dataset", "demo", "--crops", "1"], "num_crops (K) must be >= 2"),
     (["--dataset", "demo", "--lr", "-1"], "lr must be > 0"),
     (["--dataset", "demo", "--set", "temprature=0.2"], "did you mean 'temperature'"),
+    (["--dataset", "demo", "--set", "lr=abc"], "config key 'lr' expects a number, got 'abc' (str)"),
     (["--dataset", "kadid10k", "--data-root", "/nonexistent/kadid"], "kadid10k"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, message):

@@ -7,6 +7,7 @@ the default for `--dataset demo`), `--config FILE`, then flags and `--set KEY=VA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -41,6 +42,25 @@ def _key_value(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)  # typed (numbers, booleans, lists), never eval
 
 
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(config_lib.TrainConfig)}
+
+
+def _config_key_value(text: str) -> tuple[str, object]:
+    """`--set KEY=VALUE`, the value read for the key's type: text for a text key
+    (`data_root=2024` is a folder), a float for a float key (YAML reads `1e-4` as text).
+    A value that still does not fit is refused by `config.from_dict`, naming the key."""
+    key, value = _key_value(text)
+    kind = _FIELD_TYPES.get(key, "")
+    if kind.startswith("str") and value is not None and not isinstance(value, str):
+        value = text.split("=", 1)[1].strip()
+    elif kind == "float" and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="demo", help="dataset name (default: demo, built in)")
     parser.add_argument("--config", help="YAML or JSON config file")
@@ -56,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=key, action="store_false", default=None, help=f"ablation: {key}=false")
     parser.add_argument("--dataset-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                         help="reader option, e.g. resolution=1024x768 for koniq10k")
-    parser.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="append", type=_config_key_value, default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set lambda_lm=0.5")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 

@@ -1,6 +1,7 @@
 """The YAML form of a preset, so `configs/<preset>.yaml` can be regenerated from the code:
 
     python -m keras_lmiqa.research.configs cpu-demo > configs/cpu-demo.yaml
+    python -m keras_lmiqa.research.configs cpu-photos > configs/cpu-photos.yaml
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ HEADERS = {
                  "a 2-core CPU.\n"
                  "  lmiqa protocol --config configs/cpu-demo.yaml --dataset demo --repeats 3 --output-dir runs/demo-protocol\n"
                  "  lmiqa ablate --config configs/cpu-demo.yaml --dataset demo --output-dir runs/demo-ablation"),
+    "cpu-photos": ("Reproduces the README's real-photograph table (BIQ2021, official split) on a\n"
+                   "2-core CPU: the `cpu-photos` preset, ImageNet MobileNetV2 (weights: imagenet; pass\n"
+                   "--weights PATH where it cannot download), 128 px crops, K=4, P=1, 2 epochs.\n"
+                   "  lmiqa ablate --config configs/cpu-photos.yaml --dataset biq2021 --data-root DIR "
+                   "--variants regression --repeats 3 --output-dir runs/biq2021-ablation"),
 }
 
 

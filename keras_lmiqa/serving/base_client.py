@@ -137,8 +137,7 @@ class BaseClient:
         done = 0
         for index, (start, stop) in enumerate(spans):
             try:
-                inputs = {self.input_key: self._encode_batch(items, contents, start, stop)}
-                chunks.append(self.predict(inputs, version))
+                chunks.extend(self._predict_span(items, contents, start, stop, version))
             except RequestError as error:
                 error = error.with_batch(labels[start:stop], start, (index, len(spans)))
                 if on_error == "raise" or error.code not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
@@ -148,6 +147,19 @@ class BaseClient:
             if progress is not None:
                 progress(done, len(items))
         return _concatenate(chunks, len(items)), errors
+
+    def _predict_span(self, items, contents, start: int, stop: int, version) -> list[dict[str, np.ndarray]]:
+        """Outputs of items [start, stop): one request, or, when the server refuses it for
+        its pixel budget (`max_request_pixels` of the development server), two halves, and
+        so on down to single images (a single image above the budget fails)."""
+        try:
+            return [self.predict({self.input_key: self._encode_batch(items, contents, start, stop)}, version)]
+        except RequestError as error:
+            if error.code != "RESOURCE_EXHAUSTED" or "max_request_pixels" not in error.details or stop - start < 2:
+                raise
+        middle = (start + stop) // 2
+        return (self._predict_span(items, contents, start, middle, version)
+                + self._predict_span(items, contents, middle, stop, version))
 
     def _score_one_by_one(self, items, contents, start, stop, version, errors) -> list:
         rows: list[dict[str, np.ndarray] | None] = []

@@ -12,6 +12,7 @@ import math
 
 import grpc
 import tensorflow as tf
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
@@ -65,13 +66,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         try:
-            inputs = {}
-            for alias, tensor in request.inputs.items():
-                inputs[alias] = _to_array(alias, tensor, self.predictor.max_input_bytes)
-            spec = request.model_spec
-            servable, signature, outputs = self.predictor.predict(
-                spec.name, _version(spec), spec.signature_name, inputs, list(request.output_filter),
-                label=spec.version_label)
+            with self.predictor.slot():  # the arrays are built under the same bound as the scoring
+                inputs = {}
+                for alias, tensor in request.inputs.items():
+                    inputs[alias] = _to_array(alias, tensor, self.predictor.max_input_bytes)
+                spec = request.model_spec
+                servable, signature, outputs = self.predictor.predict(
+                    spec.name, _version(spec), spec.signature_name, inputs, list(request.output_filter),
+                    label=spec.version_label)
+                del inputs
         except RequestError as error:
             _abort(context, error)
         response = predict_pb2.PredictResponse()
@@ -102,14 +105,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
-            versions = self.predictor.status(request.model_spec.name, _version(request.model_spec))
+            states = self.predictor.status(request.model_spec.name, _version(request.model_spec))
         except RequestError as error:
             _abort(context, error)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for version in versions:
+        for row in states:
             entry = response.model_version_status.add()
-            entry.version = version
-            entry.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            entry.version = row["version"]
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(row["state"])
+            entry.status.error_code = error_codes_pb2.Code.Value(row["error_code"])
+            entry.status.error_message = row["error_message"]
         return response
 
 

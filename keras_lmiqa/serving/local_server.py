@@ -16,24 +16,38 @@ version by default or `model_spec.version`, and new version folders picked up by
 served (TF Serving's `all` policy); deleting a version folder unloads it.
 
 Request limits: batches of 1..`max_batch_size` (64) images, messages up to
-`max_request_bytes` (32 MiB; gRPC answers RESOURCE_EXHAUSTED, REST 413). Bad input
-answers INVALID_ARGUMENT with a message and the server stays up.
+`max_request_bytes` (32 MiB; gRPC answers RESOURCE_EXHAUSTED, REST 413), at most
+`max_request_pixels` decoded pixels per request (50 M, read from the image headers
+before decoding; RESOURCE_EXHAUSTED, REST 429), `max_concurrent_requests` (1) requests
+converted and scored at once. The export scores a request's images one at a time, so memory above
+idle stays within about `max_concurrent_requests` times what one image of
+`max_request_pixels` takes (README, "Reliability and security"). Bad input answers
+INVALID_ARGUMENT with a message and the server stays up. A version that fails to load
+(a copy still arriving) is retried with backoff and reported in GetModelStatus.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
 
-import grpc
+# oneDNN's default allocator is a BFC pool that never returns memory: after one large
+# request the server's RSS would stay at that request's peak. The system allocator gives
+# it back (read when TensorFlow first allocates, so this must precede the first op; set
+# TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 to keep the pool).
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
-from keras_lmiqa.errors import ModelError, ServingError
-from keras_lmiqa.serving.grpc_service import add_services
-from keras_lmiqa.serving.model_repository import ModelRepository
-from keras_lmiqa.serving.predictor import Predictor
-from keras_lmiqa.serving.rest_server import make_rest_server
+import grpc  # noqa: E402
+
+from keras_lmiqa.errors import ModelError, ServingError  # noqa: E402
+from keras_lmiqa.serving.grpc_service import add_services  # noqa: E402
+from keras_lmiqa.serving.model_repository import ModelRepository  # noqa: E402
+from keras_lmiqa.serving.predictor import (  # noqa: E402
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, Predictor)
+from keras_lmiqa.serving.rest_server import RestServer  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +70,27 @@ class LocalServer:
         poll_seconds: version folder polling interval; <= 0 disables polling. Defaults to 2.
         max_batch_size: largest batch per request. Defaults to 64.
         max_request_bytes: largest request message / body. Defaults to 32 MiB.
-        workers: request threads. Defaults to 8.
+        max_request_pixels: decoded pixels per request, all images together. Defaults to 50 M.
+        max_concurrent_requests: requests converted and scored at once (others wait). Defaults to 1.
+        workers: gRPC request threads. Defaults to 8.
+        rest_workers: REST request threads (JSON and prediction). Defaults to 4.
+        read_timeout: REST: seconds for a request's headers, then its body. Defaults to 30.
+        retry_seconds: first wait before retrying a failed version load (doubling up to 60 s).
+            Defaults to 1.
     """
 
     def __init__(self, export_dir: str, port: int = 8500, rest_port: int | None = None, host: str = "127.0.0.1",
                  model_name: str = "lmiqa", poll_seconds: float = 2.0, max_batch_size: int = 64,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, workers: int = 8):
-        self.repository = ModelRepository(export_dir, model_name, poll_seconds)
-        self.predictor = Predictor(self.repository, max_batch_size, max_input_bytes=max_request_bytes)
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+                 max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS, workers: int = 8,
+                 rest_workers: int = 4, read_timeout: float = 30.0, retry_seconds: float = 1.0):
+        self.repository = ModelRepository(export_dir, model_name, poll_seconds, retry_seconds=retry_seconds)
+        self.predictor = Predictor(self.repository, max_batch_size, max_input_bytes=max_request_bytes,
+                                   max_request_pixels=max_request_pixels,
+                                   max_concurrent_requests=max_concurrent_requests)
+        self.rest_workers = int(rest_workers)
+        self.read_timeout = float(read_timeout)
         self.host = host
         self.requested_port = int(port)
         self.requested_rest_port = rest_port
@@ -72,8 +99,7 @@ class LocalServer:
         self.port: int | None = None
         self.rest_port: int | None = None
         self._grpc: grpc.Server | None = None
-        self._rest = None
-        self._rest_thread: threading.Thread | None = None
+        self._rest: RestServer | None = None
         self._stopped = threading.Event()
 
     @property
@@ -88,8 +114,9 @@ class LocalServer:
         export folder has no loadable version, ServingError when a port cannot be bound."""
         self.repository.refresh()
         if not self.repository.versions():
+            failed = "".join(f"; version {v}: {f.reason}" for v, f in sorted(self.repository.failures().items()))
             raise ModelError(f"no loadable SavedModel version folder (<N>/saved_model.pb) in "
-                             f"{self.repository.export_dir}")
+                             f"{self.repository.export_dir}{failed}")
         options = [("grpc.max_receive_message_length", self.max_request_bytes),
                    ("grpc.max_send_message_length", self.max_request_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -104,15 +131,14 @@ class LocalServer:
             raise ServingError(f"cannot bind gRPC to {_address(self.host, self.requested_port)}")
         if self.requested_rest_port is not None:
             try:
-                self._rest = make_rest_server(self.host, int(self.requested_rest_port), self.predictor,
-                                              self.max_request_bytes)
+                self._rest = RestServer(self.host, int(self.requested_rest_port), self.predictor,
+                                        self.max_request_bytes, workers=self.rest_workers,
+                                        read_timeout=self.read_timeout)
             except OSError as error:
                 raise ServingError(f"cannot bind REST to {_address(self.host, self.requested_rest_port)}: "
                                    f"{error.strerror or error}") from None
             self.rest_port = self._rest.server_address[1]
-            self._rest_thread = threading.Thread(target=self._rest.serve_forever, kwargs={"poll_interval": 0.2},
-                                                 name="lmiqa-rest", daemon=True)
-            self._rest_thread.start()
+            self._rest.start()
         self._grpc.start()
         self.repository.start_polling()
         log.info("serving %s versions %s on %s", self.model_name, self.versions(), self.describe())
@@ -131,8 +157,7 @@ class LocalServer:
             return
         self.repository.stop()
         if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
+            self._rest.stop()
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 1)
         self._stopped.set()

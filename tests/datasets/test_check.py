@@ -85,7 +85,7 @@ def test_cli_list(capsys):
     args = parse(["datasets", "list"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    for name in ("kadid10k", "tid2013", "live", "csiq", "livec", "koniq10k", "spaq", "livefb", "csv"):
+    for name in ("kadid10k", "tid2013", "live", "csiq", "livec", "koniq10k", "spaq", "livefb", "biq2021", "csv"):
         assert any(line.startswith(name + " ") and datasets.layout(name) in line for line in out.splitlines())
 
 

@@ -250,3 +250,151 @@ def test_servers_bind_loopback_by_default(untrained_export):
             assert addresses and set(addresses) <= LOOPBACK, (port, addresses)
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- corrupted weights
+
+
+def _weights_span(path) -> tuple[int, int]:
+    """(offset, size) of model.weights.h5's bytes inside a .keras zip (stored, not compressed)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+    assert info.compress_type == zipfile.ZIP_STORED
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        header = handle.read(30)
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_length + extra_length, info.file_size
+
+
+def _flip(path, start: int, count: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(start)
+        data = handle.read(count)
+        handle.seek(start)
+        handle.write(bytes(b ^ 0xFF for b in data))
+
+
+@pytest.fixture()
+def run_copy(untrained_model, tmp_path):
+    """A copy of the untrained run (model.keras saved by `artifacts.save_keras`, config.json)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(untrained_model, run / "model.keras")
+    shutil.copy(os.path.join(os.path.dirname(untrained_model), "config.json"), run / "config.json")
+    return run
+
+
+def test_model_keras_carries_a_checksum(untrained_model, tmp_path):
+    import zipfile
+
+    import keras
+
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.export import load_branch
+
+    with zipfile.ZipFile(untrained_model) as archive:
+        assert archive.comment.startswith(artifacts.CHECKSUM_PREFIX) and len(archive.comment) == 13 + 64
+    assert artifacts.verify_keras(untrained_model) is True
+    plain = str(tmp_path / "plain.keras")
+    load_branch(untrained_model).save(plain)  # plain Keras: no checksum, still loads (CRCs checked)
+    assert artifacts.verify_keras(plain) is False
+    assert isinstance(load_branch(plain), keras.Model)
+
+
+def _rezip_with_flipped_weights(path, count: int = 200_000) -> None:
+    """Flip `count` bytes in the middle of model.weights.h5 and rewrite the zip (fresh
+    CRC-32s, the zip comment kept): what unzip, edit, zip does."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+        comment = archive.comment
+    weights = bytearray(members["model.weights.h5"])
+    count = min(count, len(weights) // 2)
+    start = (len(weights) - count) // 2
+    weights[start:start + count] = bytes(b ^ 0xFF for b in weights[start:start + count])
+    members["model.weights.h5"] = bytes(weights)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        archive.comment = comment
+
+
+def test_flipped_weights_are_refused_at_load(run_copy, tmp_path, capsys, photo_png):
+    import keras
+
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.scorer import load_scorer
+
+    model = run_copy / "model.keras"
+    _rezip_with_flipped_weights(model)
+    # Plain Keras loads the damaged file without a word: the case of the issue.
+    assert isinstance(keras.saving.load_model(str(model), safe_mode=True, compile=False), keras.Model)
+
+    pattern = (f"cannot load model {model} \\(corrupt or partial file\\?\\): its contents do not match the "
+               "SHA-256 checksum recorded when it was saved .*: the weights were corrupted or modified")
+    with pytest.raises(ModelError, match=pattern):
+        load_branch(str(model))
+    with pytest.raises(ModelError, match=pattern):
+        load_scorer(str(model))
+    out = tmp_path / "exports"
+    assert main(["export", "--model", str(model), "--export-dir", str(out)]) == 2
+    line = _one_line_error(capsys, "export")
+    assert f"cannot load model {model} (corrupt or partial file?): its contents do not match the SHA-256" in line
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["score", "--model", str(model), photo_png]) == 2
+    assert f"cannot load model {model}" in _one_line_error(capsys, "score")
+
+
+def test_weights_flipped_in_place_fail_their_crc(run_copy):
+    from keras_lmiqa.export import load_branch
+
+    model = run_copy / "model.keras"
+    start, size = _weights_span(model)
+    _flip(model, start + size // 4, size // 2)
+    with pytest.raises(ModelError, match=f"cannot load model {model} \\(corrupt or partial file\\?\\): "
+                                         "Bad CRC-32 for file 'model.weights.h5'"):
+        load_branch(str(model))
+
+
+def test_a_model_scoring_outside_the_range_is_refused(tmp_path, photo_png, capsys):
+    """A model whose head went wild (valid file, valid checksum) scores -2e25: refused."""
+    import keras
+
+    from keras_lmiqa import artifacts
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.scorer import load_scorer
+    from untrained import write_untrained_run
+
+    path = write_untrained_run(str(tmp_path / "wild"))
+    model = load_branch(path)
+    kernel, bias = model.get_layer("quality_out").get_weights()
+    model.get_layer("quality_out").set_weights([kernel, bias - 2.1e25])
+    artifacts.save_keras(model, path)
+    assert artifacts.verify_keras(path) is True
+    with pytest.raises(ModelError, match=f"{path}: the score is not finite or far outside \\[0, 1\\]: the model "
+                                         "is broken \\(corrupt weights\\?\\).*-2.1e\\+25"):
+        load_scorer(path).score([photo_png])
+    assert main(["score", "--model", path, photo_png]) == 2
+    assert "the score is not finite or far outside [0, 1]: the model is broken" in _one_line_error(capsys, "score")
+    assert isinstance(keras.saving.load_model(path, compile=False), keras.Model)
+
+
+def test_bounded_score_clips_a_small_overshoot_and_fails_a_broken_one():
+    import tensorflow as tf
+
+    from keras_lmiqa.export import bounded_score
+
+    scores = tf.constant([0.25, 1.2, -0.1, 0.0, 1.0])
+    np.testing.assert_array_equal(bounded_score(scores).numpy(), np.float32([0.25, 1.0, 0.0, 0.0, 1.0]))
+    graph = tf.function(bounded_score, input_signature=[tf.TensorSpec([None], tf.float32)])
+    np.testing.assert_array_equal(graph(tf.constant([0.5])).numpy(), [0.5])
+    for broken in ([0.5, -2.1e25], [float("nan")], [float("inf")], [1.6]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not finite or far outside \\[0, 1\\]"):
+            graph(tf.constant(broken, tf.float32))

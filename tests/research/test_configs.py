@@ -13,7 +13,7 @@ BENCHMARKS = ("kadid10k", "tid2013", "live", "csiq", "livec", "koniq10k", "spaq"
 
 def test_every_config_loads_and_says_what_it_reproduces():
     names = sorted(os.listdir(CONFIGS))
-    assert names == sorted([f"{name}.yaml" for name in BENCHMARKS] + ["cpu-demo.yaml"])
+    assert names == sorted([f"{name}.yaml" for name in BENCHMARKS] + ["cpu-demo.yaml", "cpu-photos.yaml"])
     for name in names:
         path = os.path.join(CONFIGS, name)
         from_dict(load_file(path))
@@ -29,7 +29,16 @@ def test_paper_configs_are_the_paper_preset_on_their_dataset(dataset):
     assert config.backbone == "vit_s16" and config.crop_size == 224 and config.test_fraction == 0.2
 
 
-def test_cpu_demo_yaml_is_the_cpu_demo_preset():
-    values = load_file(os.path.join(CONFIGS, "cpu-demo.yaml"))
-    assert values == preset("cpu-demo"), "regenerate: python -m keras_lmiqa.research.configs cpu-demo > configs/cpu-demo.yaml"
-    assert from_dict(values) == from_dict(preset("cpu-demo"))
+@pytest.mark.parametrize("name", ["cpu-demo", "cpu-photos"])
+def test_cpu_yaml_files_are_their_presets(name):
+    values = load_file(os.path.join(CONFIGS, f"{name}.yaml"))
+    assert values == preset(name), f"regenerate: python -m keras_lmiqa.research.configs {name} > configs/{name}.yaml"
+    assert from_dict(values) == from_dict(preset(name))
+
+
+def test_cpu_photos_preset_fine_tunes_imagenet_mobilenet_v2():
+    config = from_dict(preset("cpu-photos"))
+    assert (config.backbone, config.weights, config.crop_size, config.num_crops, config.num_positives) == (
+        "mobilenet_v2", "imagenet", 128, 4, 1)
+    # The heads learn 10x faster than the pretrained backbone.
+    assert config.head_lr_multiplier == 10.0 and config.lr < 1e-3

@@ -75,17 +75,17 @@ def test_teacher_momentum_is_the_configured_one_on_long_runs():
 
 def test_teacher_mse_waits_for_the_warm_up():
     """L_mut holds the teacher MSE (weighted lambda_mse) only after the warm-up steps."""
-    trainer = LMIQATrainer(CONFIG.replace(warmup_epochs=0.2, lambda_mse=0.25), 10)  # 2 warm-up steps
+    trainer = LMIQATrainer(CONFIG.replace(warmup_epochs=0.2, lambda_mse=0.25, lambda_kl=0.1), 10)  # 2 warm-up steps
     step = trainer.make_train_function(tf.distribute.get_strategy())
     seen = []
     for index in range(4):
         terms = step(_batch(index))
         seen.append((float(terms["mutual"]), float(terms["mutual_mse"]), float(terms["mutual_kl"])))
     for mutual, mse, kl in seen[:2]:
-        assert mutual == pytest.approx(kl, rel=1e-6)
+        assert mutual == pytest.approx(0.1 * kl, rel=1e-6)
     for mutual, mse, kl in seen[2:]:
         assert mse > 0
-        assert mutual == pytest.approx(kl + 0.25 * mse, rel=1e-5)
+        assert mutual == pytest.approx(0.1 * kl + 0.25 * mse, rel=1e-5)
 
 
 def test_pretrained_backbone_trains_slower_than_the_heads(tmp_path):
