@@ -177,7 +177,8 @@ class LMIQATrainer:
         windows marked ROLE_NON_SALIENT; neutral windows are neither, but still
         inter negatives for the other images.
         """
-        key_roles = ops.reshape(all_gather(roles), (-1,))  # [N]
+        # Gathered as float: collective all-gather of int32 fails under MultiWorkerMirroredStrategy.
+        key_roles = ops.cast(ops.reshape(all_gather(ops.cast(roles, "float32")), (-1,)), "int32")  # [N]
         crops_per_image = ops.shape(roles)[1]
         key_image = ops.arange(ops.shape(key_roles)[0]) // crops_per_image  # [N]
         query_image = offset + ops.arange(ops.shape(roles)[0])  # [b]

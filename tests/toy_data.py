@@ -41,7 +41,7 @@ TOY_TRAIN_SETTINGS = {
     "dataset_options": {"group_column": "group"},
     "backbone": "tiny", "weights": "none", "crop_size": 32, "num_crops": 4, "num_positives": 2,
     "grid_size": 2, "epochs": 10, "batch_size": 4, "lr": 3e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0,
-    "smooth_l1_beta": 0.05, "lambda_lm": 0.1,
+    "smooth_l1_beta": 0.05, "lambda_lm": 0.1, "lambda_rank": 0.1,
     "momentum": 0.9, "head_units": 32, "embedding_dim": 16, "test_fraction": 0.34, "val_fraction": 0.25,
     "cache": "memory", "checkpoint_every": 0,
 }

@@ -29,7 +29,7 @@ def test_mirrored_step_equals_single_device_step():
         assert report["loss_mirrored"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
     assert report["student_moved"] > 1e-3  # the step did something ...
     assert report["student_diff"] < 1e-4  # ... and the same thing on both strategies
-    assert report["teacher_diff"] < 1e-5
+    assert report["teacher_diff"] < 1e-4  # the first EMA step copies the student (m_1 = 0)
 
 
 def _free_ports(count):
