@@ -112,9 +112,9 @@ def max_windows(config: TrainConfig) -> int:
     return 2 * tiles + 2 + len(config.scales) * config.grid_size ** 2
 
 
-def _check_window_count(image, config: TrainConfig, label):
-    """Assert `image`'s native-scale window count (`crops.grid_windows`) is within
-    `max_windows`, before the window list is built; returns the image."""
+def _check_window_count(image, config: TrainConfig, name: str, index):
+    """Assert `image` (`name[index]` of the request) has at most `max_windows` native-scale
+    windows (`crops.grid_windows`), before the window list is built; returns the image."""
     if not any(float(s) >= 1.0 for s in config.scales):  # grids only: grid_size^2 per scale
         return image
     shape = tf.shape(image, out_type=tf.int64)
@@ -122,8 +122,8 @@ def _check_window_count(image, config: TrainConfig, label):
     count = ((shape[0] + side - 1) // side) * ((shape[1] + side - 1) // side)
     limit = max_windows(config)
     check = tf.debugging.Assert(count <= limit, [tf.strings.format(
-        "{} ({}x{} pixels) would need {} crop windows, above the limit of {} (max_windows): too thin a strip",
-        (label, shape[1], shape[0], count, tf.constant(limit, tf.int64)))])
+        name + "[{}] ({}x{} pixels) would need {} crop windows, above the limit of {} (max_windows): too thin a strip",
+        (index, shape[1], shape[0], count, tf.constant(limit, tf.int64)))])
     with tf.control_dependencies([check]):
         return tf.identity(image)
 
@@ -131,7 +131,7 @@ def _check_window_count(image, config: TrainConfig, label):
 def decode_one(contents, index, config: TrainConfig):
     """One encoded image -> (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]), checked."""
     image = decode_image(_check_encoded(contents, index), config.max_pixels)
-    image = _check_window_count(image, config, tf.strings.format("images[{}]", index))
+    image = _check_window_count(image, config, "images", index)
     windows, saliency = inference_elements(image, config)
     return image, windows, saliency
 
@@ -166,7 +166,7 @@ def pixels_one(image, index, config: TrainConfig):
                                        message="image exceeds the pixel limit (max_pixels)"),
     ]
     with tf.control_dependencies(checks):
-        image = _check_window_count(tf.identity(image), config, tf.strings.format("pixels[{}]", index))
+        image = _check_window_count(tf.identity(image), config, "pixels", index)
     windows, saliency = inference_elements(image, config)
     return image, windows, saliency
 
@@ -599,8 +599,9 @@ def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
         except OSError as error:
             os.rename(previous, final)  # put the previous version back
             raise ModelError(f"cannot move the export into place at {final}: {error}") from None
-        shutil.rmtree(old, ignore_errors=True)
     finally:
+        if os.path.lexists(final) or not os.path.lexists(previous):  # else recover_exports puts it back
+            shutil.rmtree(old, ignore_errors=True)
         os.close(lock)
 
 

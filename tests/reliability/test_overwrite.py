@@ -192,3 +192,39 @@ def test_recover_exports_spares_running_exports(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == ["removed .tmp-4-live (left by a killed export)"]
     assert main(["export", "--export-dir", str(base), "--clean"]) == 0
     assert capsys.readouterr().out.strip() == f"nothing to clean in {base}"
+
+
+def test_two_rename_fallback_swaps_or_puts_the_old_version_back(tmp_path, monkeypatch):
+    """Without RENAME_EXCHANGE: the new folder replaces N and nothing is left over; if the
+    second rename fails, N is the old version again, and nothing is left over either."""
+    from keras_lmiqa import export
+    from keras_lmiqa.errors import ModelError
+
+    base = tmp_path / "lmiqa"
+
+    def folders(old: str, new: str):
+        shutil.rmtree(base, ignore_errors=True)
+        (base / "1").mkdir(parents=True)
+        (base / "1" / "saved_model.pb").write_text(old)
+        (base / ".tmp-1-new").mkdir()
+        (base / ".tmp-1-new" / "saved_model.pb").write_text(new)
+
+    monkeypatch.setattr(export, "_exchange", lambda temporary, final: False)
+    folders("old", "new")
+    export._move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
+    assert os.listdir(base) == ["1"] and (base / "1" / "saved_model.pb").read_text() == "new"
+
+    folders("old", "new")
+    real_rename = os.rename
+
+    def failing_rename(source, target):
+        if str(source).endswith(".tmp-1-new"):
+            raise OSError(28, "No space left on device")
+        real_rename(source, target)
+
+    monkeypatch.setattr(export.os, "rename", failing_rename)
+    with pytest.raises(ModelError, match="cannot move the export into place at .*No space left on device"):
+        export._move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
+    monkeypatch.undo()
+    assert sorted(os.listdir(base)) == [".tmp-1-new", "1"]  # the caller removes its own temporary folder
+    assert (base / "1" / "saved_model.pb").read_text() == "old"
