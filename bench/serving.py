@@ -26,20 +26,22 @@ import common  # noqa: E402
 BENCH = "serving"
 
 
-def serve_child(export_dir: str) -> None:
+def serve_child(export_dir: str, concurrent: int = 0) -> None:
     """Child process: serve `export_dir` on a free port, print it, stop when stdin closes."""
     common.quiet_tensorflow()
     from keras_lmiqa.serving.local_server import LocalServer
 
-    server = LocalServer(export_dir, port=0, poll_seconds=0).start()
+    options = {"max_concurrent_requests": concurrent} if concurrent else {}
+    server = LocalServer(export_dir, port=0, poll_seconds=0, **options).start()
     print(f"PORT {server.port}", flush=True)
     sys.stdin.read()  # the parent closes our stdin when it is done
     server.stop()
 
 
 class ServerProcess:
-    def __init__(self, export_dir: str):
-        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-child", export_dir],
+    def __init__(self, export_dir: str, concurrent: int = 0):
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve-child", export_dir,
+                                         "--max-concurrent-requests", str(concurrent)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = ""
         while not line.startswith("PORT "):
@@ -89,9 +91,11 @@ def main(argv=None):
     p.add_argument("--concurrency", default="1,4,8", help="concurrent clients for the throughput figures")
     p.add_argument("--throughput-requests", type=int, default=4, help="batch-8 requests per client per round")
     p.add_argument("--side", type=int, default=0, help="0: the demo's 256 px PNGs; N: generated N px JPEGs")
+    p.add_argument("--max-concurrent-requests", type=int, default=0,
+                   help="the server's max_concurrent_requests (0: its default)")
     args = p.parse_args(argv)
     if args.serve_child:
-        return serve_child(args.serve_child)
+        return serve_child(args.serve_child, args.max_concurrent_requests)
     common.quiet_tensorflow()
     if args.quick:
         args.requests, args.concurrency, args.throughput_requests = 10, "1,4", 2
@@ -108,7 +112,7 @@ def main(argv=None):
     version_dir = common.make_export(folder, config)
     signature = tf.saved_model.load(version_dir).signatures["serving_default"]
     data = common.image_bytes(args.side, 64)
-    server = ServerProcess(os.path.dirname(version_dir))
+    server = ServerProcess(os.path.dirname(version_dir), args.max_concurrent_requests)
     clients: list[Client] = []
     try:
         def make_client():

@@ -196,12 +196,12 @@ def score_images(model, config: TrainConfig, scale: ScoreScale, elements, prepar
     """Score each image of a request on its own; returns `OUTPUT_KEYS`.
 
     `prepare(element, index)` turns one element of `elements` (input `name`: encoded
-    bytes, or one image of a pixel batch) into (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]).
-    Images are taken one at a time (`tf.map_fn`, no parallel iterations): memory holds
-    one decoded image and one chunk of its crops whatever the batch, and an image's
-    outputs are bit-identical alone or in any batch. Only the outputs are padded: per-window
-    ones to the request's longest window list, with empty windows of weight, score and
-    saliency 0.
+    bytes, or one image of a pixel batch) into (pixels [H, W, 3] uint8, windows [G, 4],
+    saliency [G]). Images are taken one at a time (`tf.map_fn`, no parallel iterations):
+    memory holds one decoded image and one chunk of its crops whatever the batch, and an
+    image's outputs are bit-identical alone or in any batch. Only the outputs are padded:
+    per-window ones to the request's longest window list, with empty windows of weight,
+    score and saliency 0.
     """
 
     def one(args):

@@ -120,7 +120,8 @@ def _load_error(error: BaseException) -> tuple[str, str]:
     if isinstance(error, tf.errors.OpError):
         return code_name(error.error_code), error_reason(error.message)
     text = str(error).strip()
-    return "UNKNOWN", (error_reason(text) if text else type(error).__name__)
+    code = "NOT_FOUND" if isinstance(error, FileNotFoundError) else "UNKNOWN"  # e.g. variables/ not there yet
+    return code, (error_reason(text) if text else type(error).__name__)
 
 
 @dataclass

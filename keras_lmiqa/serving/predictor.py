@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_MAX_REQUEST_PIXELS = 50_000_000  # the default export's max_pixels: one full-size image
 DEFAULT_MAX_CONCURRENT_REQUESTS = 1  # the memory budget holds for the whole server, not per request
+RELEASE_ABOVE_PIXELS = 1_000_000  # requests from this size on give freed memory back (`release_memory`)
+MAX_GIF_BLOCKS = 65536  # frames and extensions `gif_pixels` walks
 
 
 def dtype_of(array: np.ndarray) -> tf.DType:
@@ -49,6 +51,34 @@ def _declared_pixels(images):
         return size[0] * size[1]
 
     return tf.map_fn(one, images, fn_output_signature=tf.int64)
+
+
+def gif_pixels(data: bytes) -> int:
+    """Pixels TensorFlow's GIF decoder allocates for `data`: the screen, plus every frame's
+    own rectangle (it decodes all frames, even for the first one alone, so a small file of
+    many frames costs memory per frame). 0 for data that is not a readable GIF."""
+    if len(data) < 13 or not data.startswith(b"GIF8"):
+        return 0
+    total = int.from_bytes(data[6:8], "little") * int.from_bytes(data[8:10], "little")
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    blocks = 0
+    while pos < len(data):
+        blocks += 1
+        if blocks > MAX_GIF_BLOCKS:  # no real GIF has this many: refuse rather than walk megabytes of them
+            return 1 << 62
+        kind = data[pos]
+        if kind == 0x2C and pos + 10 <= len(data):  # image descriptor: a frame
+            total += int.from_bytes(data[pos + 5:pos + 7], "little") * int.from_bytes(data[pos + 7:pos + 9], "little")
+            packed = data[pos + 9]
+            pos += 10 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0) + 1  # + local colours, LZW code size
+        elif kind == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # trailer (0x3B) or garbage: the decoder stops here too
+            break
+        while pos < len(data) and data[pos]:  # data sub-blocks, up to the empty one
+            pos += data[pos] + 1
+        pos += 1
+    return total
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,11 +170,15 @@ class Predictor:
         """Decoded pixels the request's images declare (see `max_request_pixels`).
 
         A header the parser cannot read counts 0 here: the signature's decoder then
-        refuses that image with its own message."""
+        refuses that image with its own message. A GIF counts all its frames."""
         total = 0
         for array in inputs.values():
             if array.dtype.kind in ("O", "S", "U"):
-                flat = array.reshape(-1)
+                gif = np.array([isinstance(c, bytes) and c[:4] == b"GIF8" for c in array.reshape(-1)], bool)
+                total += sum(gif_pixels(c) for c in array.reshape(-1)[gif])
+                flat = array.reshape(-1)[~gif]
+                if not flat.size:
+                    continue
                 try:
                     total += int(np.sum(_declared_pixels(tf.constant(flat, tf.string)).numpy()))
                 except tf.errors.OpError:  # a broken JPEG header: count the others one by one
@@ -203,7 +237,7 @@ class Predictor:
                 raise RequestError("INVALID_ARGUMENT", str(error).strip().splitlines()[0]) from None
             finally:
                 del tensors
-                if pixels > self.max_request_pixels // 8:  # large requests only: a trim costs ~ms
+                if pixels >= RELEASE_ABOVE_PIXELS:  # megapixel requests only: a trim costs ~ms
                     release_memory()
         wanted = list(output_filter) or list(outputs)
         unknown = sorted(set(wanted) - set(outputs))

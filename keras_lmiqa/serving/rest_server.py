@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 
-from keras_lmiqa.serving.predictor import Predictor
+from keras_lmiqa.serving.predictor import Predictor, release_memory
 from keras_lmiqa.serving.status import HTTP_STATUS, RequestError
 
 log = logging.getLogger(__name__)
@@ -387,12 +387,17 @@ class RestServer:
             raise RequestError("NOT_FOUND", f"Malformed request: POST {target[:200]}")
         with self.predictor.slot():  # a JSON tree of pixels takes ~25x its body: parse under the bound
             try:
-                request = json.loads(body)
-            except (UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: "[[[[..."
-                raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
-            if not isinstance(request, dict):
-                raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object")
-            return self._predict(request, name, version, label)
+                try:
+                    request = json.loads(body)
+                except (UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: "[[[[..."
+                    raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
+                if not isinstance(request, dict):
+                    raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object")
+                return self._predict(request, name, version, label)
+            finally:
+                request = None
+                if len(body) > self.max_request_bytes // 8:  # the freed JSON tree: give its pages back
+                    release_memory()
 
     def _predict(self, request: dict, name: str, version: int | None, label: str) -> dict:
         predictor = self.predictor

@@ -45,7 +45,8 @@ def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_ex
                 return [s for s in client.status() if s["version"] == 2 and s["error_code"] != "OK"]
 
             (entry,) = _wait(failing)
-            assert entry["state"] == "LOADING" and "load failed" in entry["error_message"]
+            assert (entry["state"], entry["error_code"]) == ("LOADING", "NOT_FOUND")
+            assert "load failed" in entry["error_message"]
             assert "variables" in entry["error_message"]  # the reason: the weights are not there yet
             assert "{{node" not in entry["error_message"] and "[Op:" not in entry["error_message"]
             (over_rest,) = [s for s in rest.status() if s["version"] == 2]

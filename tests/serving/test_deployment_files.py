@@ -118,5 +118,8 @@ def test_k8s_manifest():
 def test_readme_covers_operations():
     text = _read("README.md").lower()
     for topic in ("roll back", "scale out", "envoy", "tls", "tensorflow_model_server", "development server",
-                  "specific { versions", "grpc_max_threads", "2.21.0"):
+                  "specific { versions", "grpc_max_threads", "2.21.0",
+                  # what TF Serving itself does about memory per request and partly copied versions
+                  "num_batch_threads", "max_enqueued_batches", "tf_onednn_use_system_allocator",
+                  "max_num_load_retries", "load_retry_interval_micros", "file_system_poll_wait_seconds"):
         assert topic in text, topic

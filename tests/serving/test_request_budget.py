@@ -134,3 +134,27 @@ def test_requests_are_scored_at_most_max_concurrent_requests_at_once(fake_export
     finally:
         running.stop()
     assert not errors and most[0] == concurrent
+
+
+def test_an_animated_gif_counts_every_frame(budget):
+    import io
+
+    from PIL import Image
+
+    from keras_lmiqa.serving.predictor import gif_pixels
+
+    frame = b"\x2c" + (0).to_bytes(4, "little") + (10).to_bytes(2, "little") + (10).to_bytes(2, "little") + b"\x00"
+    frame += b"\x02\x02\x4c\x01\x00"  # LZW code size 2, one 2-byte sub-block, terminator
+    tiny = b"GIF89a" + (10).to_bytes(2, "little") * 2 + b"\x00\x00\x00" + frame * 3 + b"\x3b"
+    assert gif_pixels(tiny) == 100 + 3 * 100  # the screen and three 10x10 frames
+    frames = [Image.fromarray(np.full((200, 200, 3), 4 * i, np.uint8)) for i in range(60)]
+    data = io.BytesIO()
+    frames[0].save(data, format="GIF", save_all=True, append_images=frames[1:])
+    animated = data.getvalue()  # ~15 KB: TensorFlow's decoder reads all 60 frames
+    with pytest.raises(grpc.RpcError) as caught:
+        _predict(budget.grpc_target, {"images": [animated]})
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_request_pixels" in caught.value.details()
+    assert gif_pixels(animated) >= 60 * 200 * 200
+    data = io.BytesIO()
+    frames[10].save(data, format="GIF")
+    assert _predict(budget.grpc_target, {"images": [data.getvalue()]}).outputs["score"].float_val[0] > 0

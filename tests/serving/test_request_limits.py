@@ -101,10 +101,10 @@ def _post(url: str, body: bytes):
 
 @pytest.mark.parametrize("body, status, words", [
     ({"instances": [1, 2]}, 400, 'expected a string or {"b64": ...}'),  # numbers for the string input
-    ({"signature_name": "score_pixels", "instances": [[[["red", 0, 0]]]]}, 400, "must hold integers (uint8); got strings"),
+    ({"signature_name": "score_pixels", "instances": [[[["red", 0, 0]]]]}, 400, "must hold integers (uint8); got str"),
     # Numbers are checked, never cast: 1.5 is not truncated to 1, 300 not wrapped to 44.
     ({"signature_name": "score_pixels", "instances": [[[[0, 1.5, 2]]]]}, 400, "non-integer numbers such as 1.5"),
-    ({"signature_name": "score_pixels", "instances": [[[[0, 300, 2]]]]}, 400, "holds 300, outside the uint8 range [0, 255]"),
+    ({"signature_name": "score_pixels", "instances": [[[[0, 300, 2]]]]}, 400, "holds 300, outside the uint8 range"),
     ({"signature_name": "score_pixels", "instances": [[[[0, -1, 2]]]]}, 400, "holds -1, outside the uint8 range"),
     ({"signature_name": "score_pixels", "instances": [[[[True, False, True]]]]}, 400, "got true/false such as true"),
     ({"signature_name": "score_pixels", "instances": [[[[0, 1, 2]], [[3, 4]]]]}, 400, "not a valid uint8 tensor"),
