@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results/<name>.json (atomically).
 
-    python bench/run_all.py                 # `make bench`: all five, ~15 min on 2 CPU cores
+    python bench/run_all.py                 # `make bench`: all six, ~20 min on 2 CPU cores
     python bench/run_all.py --quick         # smoke run, rough figures
     python bench/run_all.py --only inference,serving --output bench/results/gpu.json
     python bench/run_all.py --only train_step --repeats 7 --merge   # rerun one, keep the rest
@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-BENCHMARKS = ("input_pipeline", "train_step", "inference", "serving", "scaling")
+BENCHMARKS = ("input_pipeline", "train_step", "inference", "serving", "serving_memory", "scaling")
 
 
 def run_one(name: str, quick: bool, extra: list[str], timeout: float) -> dict:

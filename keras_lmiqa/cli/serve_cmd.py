@@ -13,6 +13,9 @@ import argparse
 import math
 import sys
 
+from keras_lmiqa.serving.limits import (
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, check_server_settings)
+
 # gRPC keeps message sizes in a signed 32-bit int: 2 GiB - 1 byte.
 MAX_REQUEST_MB = 2047
 
@@ -21,18 +24,13 @@ def check_arguments(args: argparse.Namespace) -> None:
     """ConfigError (one line, exit 2) for a flag out of range, before anything starts."""
     from keras_lmiqa.errors import ConfigError
 
-    for flag, port in (("--port", args.port), ("--rest-port", args.rest_port)):
-        if port is not None and not 0 <= port <= 65535:
-            raise ConfigError(f"{flag} must be a TCP port in 0..65535 (0: any free port), got {port}")
-    if args.rest_port is not None and args.rest_port and args.rest_port == args.port:
-        raise ConfigError(f"--port and --rest-port are both {args.port}; give two ports")
-    if args.max_batch_size < 1:
-        raise ConfigError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
     if not (math.isfinite(args.max_request_mb) and 0 < args.max_request_mb <= MAX_REQUEST_MB):
         raise ConfigError(f"--max-request-mb must be in (0, {MAX_REQUEST_MB}] (gRPC's message size limit), "
                           f"got {args.max_request_mb:g}")
-    if not (math.isfinite(args.poll_seconds) and args.poll_seconds >= 0):
-        raise ConfigError(f"--poll-seconds must be >= 0 (0 disables polling), got {args.poll_seconds:g}")
+    check_server_settings(lambda name: "--" + name.replace("_", "-"), port=args.port, rest_port=args.rest_port,
+                          max_batch_size=args.max_batch_size, poll_seconds=args.poll_seconds,
+                          max_request_pixels=args.max_request_pixels,
+                          max_concurrent_requests=args.max_concurrent_requests, read_timeout=args.read_timeout)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     server = LocalServer(args.export_dir, port=args.port, rest_port=args.rest_port, host=args.host,
                          model_name=args.model_name, poll_seconds=args.poll_seconds,
-                         max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * 2 ** 20))
+                         max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * 2 ** 20),
+                         max_request_pixels=args.max_request_pixels,
+                         max_concurrent_requests=args.max_concurrent_requests, read_timeout=args.read_timeout)
     serve_until_signalled(server, ready=lambda line: print(line, flush=True, file=sys.stdout))
     return 0
 
@@ -62,5 +62,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-batch-size", type=int, default=64, help="largest batch per request (default 64)")
     parser.add_argument("--max-request-mb", type=float, default=32.0,
                         help="largest request message in MiB (default 32)")
+    # The memory budget: decoded pixels in flight are at most these two multiplied.
+    parser.add_argument("--max-request-pixels", type=int, default=DEFAULT_MAX_REQUEST_PIXELS,
+                        help="decoded pixels a request's images may declare in all (default "
+                             f"{DEFAULT_MAX_REQUEST_PIXELS:,}); above it: RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-concurrent-requests", type=int, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+                        help="requests scored at once; the others wait (default "
+                             f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                        help=f"seconds a REST client may take to send its request (default {DEFAULT_READ_TIMEOUT:g})")
     parser.set_defaults(func=run)
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
+from keras_lmiqa.artifacts import read_regular_file
 from keras_lmiqa.errors import ImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -37,12 +38,14 @@ def collect_images(paths: Iterable[str]) -> list[str]:
     return found
 
 
-def read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise ImageError(f"cannot read {path}: {error.strerror or error}") from error
+# No request may exceed the servers' default 32 MiB body, so a larger file cannot be sent.
+MAX_IMAGE_FILE_BYTES = 32 * 2 ** 20
+
+
+def read_bytes(path: str, max_bytes: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+    """The file's bytes; only a regular file of at most `max_bytes` is read (a FIFO,
+    a device such as /dev/zero or a folder is refused without reading: ImageError)."""
+    return read_regular_file(os.fspath(path), max_bytes, "image")
 
 
 def as_inputs(items: Sequence[str | bytes | os.PathLike]) -> tuple[list[bytes | None], list[str]]:

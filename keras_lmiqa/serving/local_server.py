@@ -45,8 +45,9 @@ import grpc  # noqa: E402
 from keras_lmiqa.errors import ModelError, ServingError  # noqa: E402
 from keras_lmiqa.serving.grpc_service import add_services  # noqa: E402
 from keras_lmiqa.serving.model_repository import ModelRepository  # noqa: E402
-from keras_lmiqa.serving.predictor import (  # noqa: E402
-    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, Predictor)
+from keras_lmiqa.serving.limits import (  # noqa: E402
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, check_server_settings)
+from keras_lmiqa.serving.predictor import Predictor  # noqa: E402
 from keras_lmiqa.serving.rest_server import RestServer  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class LocalServer:
         rest_port: REST port (0 = pick a free one); None disables REST. Defaults to None.
         host: address to bind. Defaults to "127.0.0.1" (loopback only).
         model_name: name clients ask for. Defaults to "lmiqa".
-        poll_seconds: version folder polling interval; <= 0 disables polling. Defaults to 2.
+        poll_seconds: version folder polling interval; 0 disables polling. Defaults to 2.
         max_batch_size: largest batch per request. Defaults to 64.
         max_request_bytes: largest request message / body. Defaults to 32 MiB.
         max_request_pixels: decoded pixels per request, all images together. Defaults to 50 M.
@@ -84,7 +85,12 @@ class LocalServer:
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
                  max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS, workers: int = 8,
-                 rest_workers: int = 4, read_timeout: float = 30.0, retry_seconds: float = 1.0):
+                 rest_workers: int = 4, read_timeout: float = DEFAULT_READ_TIMEOUT, retry_seconds: float = 1.0):
+        check_server_settings(port=port, rest_port=rest_port, max_batch_size=max_batch_size,
+                              max_request_bytes=max_request_bytes, max_request_pixels=max_request_pixels,
+                              max_concurrent_requests=max_concurrent_requests, workers=workers,
+                              rest_workers=rest_workers, read_timeout=read_timeout, poll_seconds=poll_seconds,
+                              retry_seconds=retry_seconds)
         self.repository = ModelRepository(export_dir, model_name, poll_seconds, retry_seconds=retry_seconds)
         self.predictor = Predictor(self.repository, max_batch_size, max_input_bytes=max_request_bytes,
                                    max_request_pixels=max_request_pixels,

@@ -19,14 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lmiqa.image_io import error_reason, header_size, image_format
+from keras_lmiqa.serving.limits import DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS
 from keras_lmiqa.serving.model_repository import ModelRepository, Servable
 from keras_lmiqa.serving.status import RequestError, code_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
-DEFAULT_MAX_REQUEST_PIXELS = 50_000_000  # the default export's max_pixels: one full-size image
-DEFAULT_MAX_CONCURRENT_REQUESTS = 1  # the memory budget holds for the whole server, not per request
 RELEASE_ABOVE_PIXELS = 1_000_000  # requests from this size on give freed memory back (`release_memory`)
 MAX_GIF_BLOCKS = 65536  # frames and extensions `gif_pixels` walks
 

@@ -44,6 +44,12 @@ CASES = {
                                    "--max-request-mb must be in (0, 2047]"),
     "serve --poll-seconds -1": (["serve", "--export-dir", "{missing}", "--poll-seconds", "-1"],
                                 "--poll-seconds must be >= 0"),
+    "serve --max-request-pixels 0": (["serve", "--export-dir", "{missing}", "--max-request-pixels", "0"],
+                                     "--max-request-pixels must be >= 1, got 0"),
+    "serve --max-concurrent-requests 0": (["serve", "--export-dir", "{missing}", "--max-concurrent-requests", "0"],
+                                          "--max-concurrent-requests must be >= 1, got 0"),
+    "serve --read-timeout inf": (["serve", "--export-dir", "{missing}", "--read-timeout", "inf"],
+                                 "--read-timeout must be > 0 seconds, got inf"),
     "eval --batch-size 0": (["eval", "--model", "{missing}", "--dataset", "demo", "--output-dir", "{tmp}/eval",
                              "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     "eval --output-dir /proc/x": (["eval", "--model", "{missing}", "--dataset", "demo", "--output-dir", "/proc/x"],
@@ -77,3 +83,31 @@ def test_ports_at_the_edges_pass_the_check():
 
     for argv in (["--port", "0"], ["--port", "65535", "--rest-port", "0"], ["--max-request-mb", "2047"]):
         check_arguments(build_parser().parse_args(["serve", "--export-dir", "x", *argv]))  # no error
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("port", 70000, "port must be a TCP port in 0..65535 (0: any free port), got 70000"),
+    ("rest_port", -1, "rest_port must be a TCP port in 0..65535 (0: any free port), got -1"),
+    ("max_batch_size", 0, "max_batch_size must be >= 1, got 0"),
+    ("max_request_bytes", 2 ** 31, f"max_request_bytes must be in 1..{2 ** 31 - 1} bytes, got {2 ** 31}"),
+    ("max_request_pixels", 0, "max_request_pixels must be >= 1, got 0"),
+    ("max_concurrent_requests", 0, "max_concurrent_requests must be >= 1, got 0"),
+    ("read_timeout", float("nan"), "read_timeout must be > 0 seconds, got nan"),
+    ("poll_seconds", -1.0, "poll_seconds must be >= 0 (0 disables polling), got -1.0"),
+])
+def test_the_server_api_refuses_settings_out_of_range(setting, value, message, tmp_path):
+    """`LocalServer` itself, not only `lmiqa serve`: port 70000 used to bind port 4464."""
+    from keras_lmiqa.errors import ConfigError
+    from keras_lmiqa.serving.local_server import LocalServer
+
+    with pytest.raises(ConfigError) as caught:
+        LocalServer(str(tmp_path), **{setting: value})
+    assert str(caught.value) == message
+
+
+def test_the_server_api_refuses_one_port_for_both(tmp_path):
+    from keras_lmiqa.errors import ConfigError
+    from keras_lmiqa.serving.local_server import LocalServer
+
+    with pytest.raises(ConfigError, match="port and rest_port are both 8600"):
+        LocalServer(str(tmp_path), port=8600, rest_port=8600)

@@ -170,3 +170,25 @@ def test_results_are_written_atomically(untrained_export, folder, tmp_path, caps
     assert [os.path.basename(row["path"]) for row in rows] == ["a.png", "bad.png"]
     assert rows[0]["error"] == "" and rows[1]["error"]
     assert link.is_symlink() and sorted(os.listdir(table.parent)) == ["scores.csv", "scores.json"]
+
+
+def test_the_serving_clients_read_only_regular_files_under_the_limit(tmp_path):
+    """The gRPC/REST clients read image paths lazily through `serving.images.read_bytes`:
+    a FIFO, /dev/zero and an oversized file are refused without reading."""
+    from keras_lmiqa.serving.images import read_bytes
+
+    fifo = tmp_path / "b.jpg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.png"
+    zero.symlink_to("/dev/zero")
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(4096))
+    with FifoWatchdog(str(fifo), seconds=20) as watchdog:
+        with pytest.raises(ImageError, match=r"b\.jpg: a FIFO, not a regular file"):
+            read_bytes(str(fifo))
+    assert not watchdog.fired
+    with pytest.raises(ImageError, match=r"zero\.png: .*not a regular file"):
+        read_bytes(str(zero))
+    with pytest.raises(ImageError, match=r"big\.png: .*4100 bytes.*1000"):
+        read_bytes(str(big), max_bytes=1000)
+    assert read_bytes(str(big)) == big.read_bytes()
