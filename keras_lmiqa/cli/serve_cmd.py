@@ -14,10 +14,10 @@ import math
 import sys
 
 from keras_lmiqa.serving.limits import (
-    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, check_server_settings)
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, GRPC_MESSAGE_LIMIT_BYTES,
+    check_server_settings)
 
-# gRPC keeps message sizes in a signed 32-bit int: 2 GiB - 1 byte.
-MAX_REQUEST_MB = 2047
+MAX_REQUEST_MB = GRPC_MESSAGE_LIMIT_BYTES // 2 ** 20  # 2047
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from keras_lmiqa.errors import ConfigError
 DEFAULT_MAX_REQUEST_PIXELS = 50_000_000  # the default export's max_pixels: one full-size image
 DEFAULT_MAX_CONCURRENT_REQUESTS = 1  # the memory budget holds for the whole server, not per request
 DEFAULT_READ_TIMEOUT = 30.0  # seconds a REST client may take to send its request
-MAX_MESSAGE_BYTES = 2 ** 31 - 1  # gRPC keeps message sizes in a signed 32-bit int
+GRPC_MESSAGE_LIMIT_BYTES = 2 ** 31 - 1  # gRPC keeps message sizes in a signed 32-bit int
 
 
 def _is_port(value) -> bool:
@@ -32,7 +32,8 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "port": (_is_port, "a TCP port in 0..65535 (0: any free port)"),
     "rest_port": (lambda v: v is None or _is_port(v), "a TCP port in 0..65535 (0: any free port)"),
     "max_batch_size": (_is_count, ">= 1"),
-    "max_request_bytes": (lambda v: _is_count(v) and v <= MAX_MESSAGE_BYTES, f"in 1..{MAX_MESSAGE_BYTES} bytes"),
+    "max_request_bytes": (lambda v: _is_count(v) and v <= GRPC_MESSAGE_LIMIT_BYTES,
+                          f"in 1..{GRPC_MESSAGE_LIMIT_BYTES} bytes"),
     "max_request_pixels": (_is_count, ">= 1"),
     "max_concurrent_requests": (_is_count, ">= 1"),
     "workers": (_is_count, ">= 1"),
