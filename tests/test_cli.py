@@ -47,6 +47,18 @@ def test_demo_defaults_to_the_cpu_preset_and_flags_win():
     assert other.backbone == "mobilenet_v2" and other.crop_size == 224 and other.num_crops == 8
 
 
+def test_dataset_flag_beats_the_config_file_which_beats_the_default(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: kadid10k\ndata_root: /data/kadid\nepochs: 2\n")
+    explicit = _config("--dataset", "demo", "--config", str(path))  # "demo" given on purpose
+    assert explicit.dataset == "demo" and explicit.epochs == 2
+    from_file = _config("--config", str(path))
+    assert from_file.dataset == "kadid10k" and from_file.output_dir == "runs/kadid10k"
+    built_in = _config("--epochs", "3")
+    assert built_in.dataset == "demo" and built_in.epochs == 3
+    assert built_in.backbone == PRESETS["cpu-demo"]["backbone"]  # demo's CPU preset, as with --dataset demo
+
+
 def test_config_file_and_typo_suggestion(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("preset: cpu-demo\nepochs: 2\nscales: [1.0, 0.5]\n")

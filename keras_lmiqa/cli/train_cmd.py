@@ -62,7 +62,10 @@ def _config_key_value(text: str) -> tuple[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="demo", help="dataset name (default: demo, built in)")
+    # No default here: unset means "the config file's dataset key, else demo", so an
+    # explicit --dataset always wins over the file.
+    parser.add_argument("--dataset", default=None,
+                        help=f"dataset name (default: the config file's, else {config_lib.TrainConfig.dataset}, built in)")
     parser.add_argument("--config", help="YAML or JSON config file")
     parser.add_argument("--preset", choices=sorted(config_lib.PRESETS), help="named settings (default: cpu-demo for demo)")
     for flag, (key, kind) in VALUE_FLAGS.items():
@@ -82,13 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.TrainConfig:
+    """Flags and `--set` over the config file over the preset over TrainConfig's defaults."""
     values: dict = {}
-    preset = args.preset or ("cpu-demo" if args.dataset == "demo" and not args.config else None)
+    from_file = config_lib.load_file(args.config) if args.config else {}
+    dataset = args.dataset or from_file.get("dataset") or config_lib.TrainConfig.dataset
+    preset = args.preset or ("cpu-demo" if dataset == "demo" and not args.config else None)
     if preset:
         values.update(config_lib.preset(preset))
-    if args.config:
-        values.update(config_lib.load_file(args.config))
-    values["dataset"] = args.dataset if args.dataset != "demo" or "dataset" not in values else values["dataset"]
+    values.update(from_file)
+    values["dataset"] = dataset
     keys = [key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values()) + ["mixed_precision", "jit_compile", "deterministic"]
     for key in keys:
         if getattr(args, key, None) is not None:
