@@ -58,7 +58,8 @@ def _validate(pred, target) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pred contains {n_nan} NaN value(s) out of {pred.shape[0]}. Received: {n_nan} NaN")
     n_bad_pred = int((~np.isfinite(pred)).sum())
     if n_bad_pred:
-        raise ValueError(f"pred contains {n_bad_pred} infinite value(s) out of {pred.shape[0]}. Received: {n_bad_pred} inf")
+        raise ValueError(f"pred contains {n_bad_pred} infinite value(s) out of {pred.shape[0]}. "
+                         f"Received: {n_bad_pred} inf")
     n_bad_target = int((~np.isfinite(target)).sum())
     if n_bad_target:
         raise ValueError(

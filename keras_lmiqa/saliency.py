@@ -25,7 +25,6 @@ full-resolution pixel.
 import math
 
 import numpy as np
-
 import tensorflow as tf
 
 _LOG_EPS = 1e-6  # added to the FFT amplitude before the log (pixels in [0, 1]).

@@ -30,8 +30,9 @@ def test_every_subcommand_has_help():
 
 
 def _config(*argv):
-    from keras_lmiqa.cli.train_cmd import add_arguments
     import argparse
+
+    from keras_lmiqa.cli.train_cmd import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -108,7 +109,8 @@ def test_commands_print_no_tensorflow_startup_lines_unless_verbose():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
     env["PYTHONPATH"] = ROOT
     commands = {"lmiqa --help": ["-m", "keras_lmiqa.cli", "--help"], "train.py --help": ["train.py", "--help"],
-                "export.py --help": ["export.py", "--help"], "lmiqa -v --help": ["-m", "keras_lmiqa.cli", "-v", "--help"],
+                "export.py --help": ["export.py", "--help"],
+                "lmiqa -v --help": ["-m", "keras_lmiqa.cli", "-v", "--help"],
                 "train.py -v --print-config": ["train.py", "-v", "--print-config"]}
     # In parallel: each start pays TensorFlow's import.
     processes = {name: subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,

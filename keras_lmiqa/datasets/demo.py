@@ -350,7 +350,8 @@ def build(
                         distorted.append(fn(ref.image, level, _rng(seed, ref.name, dname)))
                         keys.append((dname, level))
                 paths = [f"images/{ref.name}_{d}_{level}.png" for d, level in keys]
-                pending.append(writer.submit(_write_pngs, tmp, [f"references/{ref.name}.png"] + paths, [ref.image] + distorted))
+                pending.append(writer.submit(_write_pngs, tmp, [f"references/{ref.name}.png", *paths],
+                                             [ref.image, *distorted]))
                 mos = mos_from_quality(quality_scores(ref.image, np.stack(distorted)))
                 for relative, (dname, level), score in zip(paths, keys, mos):
                     rows.append((relative, f"{score:.6f}", ref.name, dname, level))

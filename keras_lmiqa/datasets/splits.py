@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class Split:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Split":
+    def from_dict(cls, data: dict) -> Split:
         """Inverse of :meth:`to_dict`."""
         try:
             return cls(
