@@ -16,8 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The whole suite on both cores; integration tests included.
+# The linter first (pyproject.toml [tool.ruff]), then the whole suite on both cores,
+# integration tests included.
 test: venv
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 # Train on the built-in demo set, export, serve over gRPC, score a few images, stop.

@@ -45,7 +45,8 @@ def decode_dataset(paths, batch_size, config):
         return pipeline.decode_image(tf.io.read_file(path), config.max_pixels)
 
     ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=pipeline.AUTOTUNE)
-    return ds.padded_batch(batch_size, drop_remainder=True).with_options(pipeline._options()).prefetch(pipeline.AUTOTUNE)
+    batches = ds.padded_batch(batch_size, drop_remainder=True).with_options(pipeline._options())
+    return batches.prefetch(pipeline.AUTOTUNE)
 
 
 def decode_cut_dataset(paths, batch_size, config, epoch_seed=0):
@@ -148,7 +149,6 @@ def main(argv=None):
     rounds = common.repeats(args, full=3)
     report = common.Report(BENCH, args)
 
-    from keras_lmiqa import pipeline
 
     config = common.cpu_demo_config()
     B = args.batch_size
@@ -188,9 +188,11 @@ def main(argv=None):
     rate = {name: measured / common.median(t) for name, t in times.items()}
     what = {
         "decode": "(a) read + decode + padded batch, steady state",
-        "decode_cut": "(b) decode + the same K+P windows, one crop_and_resize per batch, no saliency/flip, steady state",
+        "decode_cut": ("(b) decode + the same K+P windows, one crop_and_resize per batch, no saliency/flip, "
+                       "steady state"),
         "full": "full TrainPipeline epoch, cache=none (decodes every pass, like (a) and (b)), steady state",
-        "full_cached": "full TrainPipeline, cache=memory, a later epoch (decoded images + saliency cached), steady state",
+        "full_cached": ("full TrainPipeline, cache=memory, a later epoch (decoded images + saliency cached), "
+                        "steady state"),
         "conventional": f"PIL loader in {args.workers} worker processes: open, K+P crops, flip, float32 normalise",
     }
     extra = {"images": measured, "batch_size": B, "crops_per_image": config.crops_per_image,
@@ -256,8 +258,8 @@ def scaling(args, report, config, paths, B, rounds):
         cfg = config.replace(cache="none")
         full = train_pipeline(files, cfg)
         variants[f"side={side} full"] = U(primed(lambda f=full: f.epoch_dataset(next(epochs), B, count // B)), rest)
-        variants[f"side={side} decode_cut"] = U(primed(lambda f=files: decode_cut_dataset(f, B, cfg)), rest)
-        variants[f"side={side} decode"] = U(primed(lambda f=files: decode_dataset(f, B, cfg)), rest)
+        variants[f"side={side} decode_cut"] = U(primed(lambda f=files, cfg=cfg: decode_cut_dataset(f, B, cfg)), rest)
+        variants[f"side={side} decode"] = U(primed(lambda f=files, cfg=cfg: decode_dataset(f, B, cfg)), rest)
     _report_pairs(report, "image_side", variants, 2, count - B, "generated JPEG side (px)")
 
     variants = {}
@@ -287,7 +289,8 @@ def _report_pairs(report, axis, variants, rounds, images, what):
     for name, t in times.items():
         setting, kind = name.split(" ")
         report.add(f"scaling_{axis}_{setting.split('=')[1]}_{kind}_images_per_s", images / common.median(t), "images/s",
-                   f"{kind} images/s at {setting}, steady state ({what})", axis=axis, setting=setting.split("=")[1], kind=kind)
+                   f"{kind} images/s at {setting}, steady state ({what})", axis=axis, setting=setting.split("=")[1],
+                   kind=kind)
     settings = sorted({n.split(" ")[0] for n in variants}, key=lambda s: variants and list(variants).index(s + " full"))
     for setting in settings:
         ratio = common.median(times[setting + " decode_cut"]) / common.median(times[setting + " full"])

@@ -1,8 +1,8 @@
 """Scaling: pipeline time per image as K, crop side and image size grow.
 
     grid       K x crop side on 512 px JPEGs, cached steady state (decode out of the
-               way; the first batch of each pass, tracing and iterator start, untimed): expected linear in K x side^2 (crop_and_resize work), fitted and R^2
-               reported
+               way; the first batch of each pass, tracing and iterator start, untimed):
+               expected linear in K x side^2 (crop_and_resize work), fitted and R^2 reported
     image size 256 .. 2048 px JPEGs at the cpu-demo K and side: the full pipeline
                (cache=none), decode only, their difference ("beyond decode", expected
                flat) and the cached steady state

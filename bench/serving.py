@@ -162,10 +162,10 @@ def main(argv=None):
             pool = clients[:c]
             arrays = [batch_of(8, i) for i in range(c)]
             variants = {
-                "grpc": lambda: concurrent_rate(lambda i: grpc_call(pool[i], arrays[i]), c,
-                                                args.throughput_requests, 8),
-                "in_process": lambda: concurrent_rate(lambda i: local_call(arrays[i]), c,
-                                                      args.throughput_requests, 8),
+                "grpc": lambda pool=pool, arrays=arrays, c=c: concurrent_rate(
+                    lambda k: grpc_call(pool[k], arrays[k]), c, args.throughput_requests, 8),
+                "in_process": lambda arrays=arrays, c=c: concurrent_rate(
+                    lambda k: local_call(arrays[k]), c, args.throughput_requests, 8),
             }
             rates = {name: [] for name in variants}
             for r in range(rounds + 1):

@@ -14,10 +14,11 @@ serving clients (`keras_lmiqa.serving.Client`) build no model.
 """
 
 import importlib
-import os
 
-# TensorFlow's C++ INFO/WARNING lines drown the commands' own output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_lmiqa import tf_logs
+
+# TensorFlow's C++ start-up lines drown the commands' own output (`lmiqa -v` shows them).
+tf_logs.import_tensorflow()
 
 from keras_lmiqa.models import layers as _layers  # noqa: E402,F401  registers the custom Keras layers
 

@@ -13,7 +13,8 @@ import difflib
 import json
 import numbers
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from keras_lmiqa.errors import ConfigError
 
@@ -85,7 +86,7 @@ class TrainConfig:
     lambda_mse: float = 0.25  # weight of the MSE toward the teacher inside L_mut (off during warm-up)
     lambda_kl: float = 0.1  # weight of the saliency KL inside L_mut
     smooth_l1_beta: float = 0.05  # in units of the [0, 1] quality scale
-    # Not in method.md: a pairwise ranking term on image scores (0 = off, the paper's loss).
+    # Beyond the paper (docs/method.md, "Losses"): a pairwise ranking term on image scores (0 = off).
     lambda_rank: float = 0.0
     rank_temperature: float = 0.05
     use_contrastive: bool = True
@@ -120,7 +121,7 @@ class TrainConfig:
         """K training windows plus P positive views."""
         return self.num_crops + self.num_positives
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
@@ -223,7 +224,8 @@ def _validate(c: TrainConfig) -> None:
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}")
     _check(c.batch_size >= 2, f"batch_size must be >= 2 (contrastive negatives need other images), got {c.batch_size}")
     _check(c.lr > 0, f"lr must be > 0, got {c.lr}")
-    _check(c.weight_decay >= 0 and c.warmup_epochs >= 0 and c.clip_norm >= 0, "weight_decay, warmup_epochs and clip_norm must be >= 0")
+    _check(c.weight_decay >= 0 and c.warmup_epochs >= 0 and c.clip_norm >= 0,
+           "weight_decay, warmup_epochs and clip_norm must be >= 0")
     _check(0 <= c.test_fraction < 1 and 0 <= c.val_fraction < 1, "test_fraction and val_fraction must be in [0, 1)")
     _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
     _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
@@ -244,7 +246,8 @@ def _type_problem(key: str, value: Any) -> str | None:
         return None
     number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     fits = {"int": isinstance(value, numbers.Integral) and not isinstance(value, bool), "float": number,
-            "bool": isinstance(value, bool), "str": isinstance(value, str), "Mapping[str, Any]": isinstance(value, Mapping),
+            "bool": isinstance(value, bool), "str": isinstance(value, str),
+            "Mapping[str, Any]": isinstance(value, Mapping),
             "tuple[float, ...]": isinstance(value, (list, tuple)) and all(
                 isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)}[kind]
     if fits:
@@ -305,3 +308,21 @@ def load_file(path: str) -> dict[str, Any]:
     # A `preset:` key in the file expands to that preset, overridden by the file's keys.
     name = data.pop("preset", None)
     return {**(preset(name) if name else {}), **data}
+
+
+def check_same_settings(run_dir: str, config: TrainConfig) -> None:
+    """Refuse a run folder whose config.json was written with other settings.
+
+    Resuming a killed run and reusing a finished protocol split both go through here:
+    every key but `output_dir` must match. A folder without config.json passes.
+    """
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        previous = json.load(handle).get("config", {})
+    wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
+    changed = sorted(k for k in wanted if k != "output_dir" and previous.get(k) != wanted[k])
+    if changed:
+        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
+                          "use a new --output-dir, or delete that folder to start over")

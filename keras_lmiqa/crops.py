@@ -208,6 +208,10 @@ def _to_uint8(values):
 def cut_crops(images, windows, crop_size: int, flip=None) -> tf.Tensor:
     """Cut every window of a batch and bring it to `crop_size x crop_size`, vectorised.
 
+    Long: one graph-mode routine whose three size cases share the snapped windows,
+    their indices and the output scatter; split up, each piece would take and return
+    most of those tensors, and the case analysis below would be spread over them.
+
     Windows are first snapped to the pixel grid (coordinates rounded half up; the
     windows made in this module are on it already), then, by their size:
     - side == crop_size (native scale): the exact pixel slice, bit for bit;

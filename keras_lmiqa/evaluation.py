@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from keras_lmiqa import metrics as iqa_metrics
 from keras_lmiqa.config import TrainConfig
+from keras_lmiqa.constants import SCORING_BATCH_SIZE
 from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.pipeline import inference_dataset, raise_for_bad_image
 
-
 # One traced scoring function per model: validation runs every epoch on the same model.
-_SCORE_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SCORE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _score_function(model):
@@ -31,12 +31,13 @@ def _score_function(model):
     return _SCORE_FUNCTIONS[model]
 
 
-def predict_quality(model, paths, config: TrainConfig, batch_size: int = 32) -> np.ndarray:
+def predict_quality(model, paths, config: TrainConfig, batch_size: int = SCORING_BATCH_SIZE) -> np.ndarray:
     """Normalised quality (higher = better) of each image, on the inference crop grid."""
     return predict_quality_many({"model": model}, paths, config, batch_size)["model"]
 
 
-def predict_quality_many(models: dict, paths, config: TrainConfig, batch_size: int = 32) -> dict[str, np.ndarray]:
+def predict_quality_many(models: dict, paths, config: TrainConfig,
+                         batch_size: int = SCORING_BATCH_SIZE) -> dict[str, np.ndarray]:
     """`predict_quality` for several models of one config, cutting each batch's crops once."""
     if not len(paths):
         return {name: np.zeros([0], np.float32) for name in models}

@@ -56,6 +56,7 @@ import tensorflow as tf
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.config import TrainConfig, from_dict
+from keras_lmiqa.constants import ASSETS_EXTRA, MODEL_NAME, OUTPUT_KEYS, WARMUP_FILE, version_dirs
 from keras_lmiqa.crops import cut_crops
 from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.errors import ConfigError, ModelError
@@ -64,12 +65,8 @@ from keras_lmiqa.pipeline import decode_image, inference_elements
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "lmiqa"
-ASSETS_EXTRA = "assets.extra"
 METADATA_FILE = "lmiqa_metadata.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FORMAT = 2  # 2: the window count depends on the image (no fixed "grid_windows")
-OUTPUT_KEYS = ("score", "mos", "crop_scores", "crop_weights", "crop_windows", "crop_saliency")
 # Leading bytes of the formats tf.io.decode_image reads.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
@@ -367,19 +364,9 @@ def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQA
 # ---------------------------------------------------------------- versions
 
 
-def version_dirs(export_dir: str) -> list[str]:
-    """Version folders under `export_dir` (numeric names only), oldest version first."""
-    if not os.path.isdir(export_dir):
-        return []
-    found = [(int(name), os.path.join(export_dir, name)) for name in os.listdir(export_dir)
-             if name.isdigit() and os.path.isdir(os.path.join(export_dir, name))]
-    return [path for _, path in sorted(found)]
-
-
 def latest_version(export_dir: str) -> int | None:
-    """The highest numeric version under `export_dir`, or None."""
-    dirs = version_dirs(export_dir)
-    return int(os.path.basename(dirs[-1])) if dirs else None
+    """The highest version under `export_dir` (`constants.version_dirs`), or None."""
+    return max(version_dirs(export_dir), default=None)
 
 
 def read_metadata(version_dir: str) -> dict:
@@ -411,7 +398,8 @@ def warmup_record(contents: bytes) -> bytes:
     request.model_spec.name = MODEL_NAME
     request.model_spec.signature_name = "serving_default"
     request.inputs["images"].CopyFrom(tf.make_tensor_proto([contents], dtype=tf.string, shape=[1]))
-    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString()
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    return log.SerializeToString()
 
 
 def _next_version(export_dir: str, version) -> int:
@@ -455,7 +443,7 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
         metadata = {**metadata, "version": version, "source_model": os.path.abspath(os.fspath(model_path)),
                     "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         artifacts.write_json(os.path.join(extra, METADATA_FILE), metadata)
-        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+        with tf.io.TFRecordWriter(os.path.join(temporary, WARMUP_FILE)) as writer:
             writer.write(warmup_record(contents))
         os.chmod(temporary, 0o755)  # mkdtemp makes it private; a server may run as another user
         _move_into_place(temporary, final, overwrite)
@@ -609,5 +597,5 @@ __all__ = [
     "LMIQAModule", "OUTPUT_KEYS", "SCORE_ERROR", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_module",
     "crop_outputs", "decode_batch", "decode_one", "export_model", "latest_version", "load_branch",
     "max_windows", "pixels_one", "read_metadata", "read_run_record", "recover_exports", "score_images",
-    "version_dirs", "windows_per_call",
+    "windows_per_call",
 ]

@@ -58,7 +58,8 @@ def _validate(pred, target) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pred contains {n_nan} NaN value(s) out of {pred.shape[0]}. Received: {n_nan} NaN")
     n_bad_pred = int((~np.isfinite(pred)).sum())
     if n_bad_pred:
-        raise ValueError(f"pred contains {n_bad_pred} infinite value(s) out of {pred.shape[0]}. Received: {n_bad_pred} inf")
+        raise ValueError(f"pred contains {n_bad_pred} infinite value(s) out of {pred.shape[0]}. "
+                         f"Received: {n_bad_pred} inf")
     n_bad_target = int((~np.isfinite(target)).sum())
     if n_bad_target:
         raise ValueError(
@@ -159,6 +160,35 @@ class LogisticFit:
         return {"params": None if self.params is None else list(self.params), "converged": self.converged}
 
 
+def _location_scale(values) -> tuple[float, float]:
+    """(mean, std) for standardising; std 1 when it is 0 or not finite."""
+    mean, std = float(np.mean(values)), float(np.std(values))
+    return mean, std if std > 0 and math.isfinite(std) else 1.0
+
+
+def _fit_standardised(pred, target, zp, zt, guess, location_scale, maxfev: int):
+    """(squared error, params in original units) of one curve_fit from `guess` on the
+    standardised data, or None when it fails or gives non-finite values."""
+    p_mean, p_std, t_mean, t_std = location_scale
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            z_params, _ = optimize.curve_fit(logistic_4, zp, zt, p0=guess, maxfev=maxfev)
+    except (RuntimeError, ValueError, TypeError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        logger.debug("fit_logistic: fit from %s failed: %s", guess, exc)
+        return None
+    c1, c2, c3, c4 = (float(v) for v in z_params)
+    params = (t_mean + t_std * c1, t_mean + t_std * c2, p_mean + p_std * c3, p_std * max(abs(c4), _TINY))
+    if not all(math.isfinite(v) for v in params):
+        return None
+    with np.errstate(all="ignore"):
+        mapped = logistic_4(pred, *params)
+        sse = float(np.sum((mapped - target) ** 2))
+    if not (np.all(np.isfinite(mapped)) and math.isfinite(sse)):
+        return None
+    return sse, params
+
+
 def fit_logistic(pred, target, maxfev: int = 10000) -> LogisticFit:
     """Fit :func:`logistic_4` mapping `pred` onto `target` by least squares.
 
@@ -188,41 +218,16 @@ def fit_logistic(pred, target, maxfev: int = 10000) -> LogisticFit:
     # parameter) do not vanish for a near-zero initial b3. The initial guess
     # (max z_target, min z_target, 0, 1) is exactly the guess b1 = max(target),
     # b2 = min(target), b3 = mean(pred), b4 = std(pred) in the original coordinates.
-    p_mean, p_std = float(np.mean(pred)), float(np.std(pred))
-    if not (p_std > 0 and math.isfinite(p_std)):
-        p_std = 1.0
-    t_mean, t_std = float(np.mean(target)), float(np.std(target))
-    if not (t_std > 0 and math.isfinite(t_std)):
-        t_std = 1.0
+    p_mean, p_std = _location_scale(pred)
+    t_mean, t_std = _location_scale(target)
     zp = (pred - p_mean) / p_std
     zt = (target - t_mean) / t_std
     hi, lo = float(np.max(zt)), float(np.min(zt))
-    guesses = [(hi, lo, 0.0, 1.0), (lo, hi, 0.0, 1.0)]
     best: tuple[float, tuple[float, ...]] | None = None
-    for guess in guesses:
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                z_params, _ = optimize.curve_fit(logistic_4, zp, zt, p0=guess, maxfev=maxfev)
-        except (RuntimeError, ValueError, TypeError, FloatingPointError, np.linalg.LinAlgError) as exc:
-            logger.debug("fit_logistic: fit from %s failed: %s", guess, exc)
-            continue
-        c1, c2, c3, c4 = (float(v) for v in z_params)
-        params = (
-            t_mean + t_std * c1,
-            t_mean + t_std * c2,
-            p_mean + p_std * c3,
-            p_std * max(abs(c4), _TINY),
-        )
-        if not all(math.isfinite(v) for v in params):
-            continue
-        with np.errstate(all="ignore"):
-            mapped = logistic_4(pred, *params)
-            sse = float(np.sum((mapped - target) ** 2))
-        if not (np.all(np.isfinite(mapped)) and math.isfinite(sse)):
-            continue
-        if best is None or sse < best[0]:
-            best = (sse, params)
+    for guess in ((hi, lo, 0.0, 1.0), (lo, hi, 0.0, 1.0)):
+        fit = _fit_standardised(pred, target, zp, zt, guess, (p_mean, p_std, t_mean, t_std), maxfev)
+        if fit is not None and (best is None or fit[0] < best[0]):
+            best = fit
     if best is None:
         logger.warning("fit_logistic: the logistic fit did not converge; using the identity mapping")
         return LogisticFit(params=None, converged=False)

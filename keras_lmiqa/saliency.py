@@ -25,7 +25,6 @@ full-resolution pixel.
 import math
 
 import numpy as np
-
 import tensorflow as tf
 
 _LOG_EPS = 1e-6  # added to the FFT amplitude before the log (pixels in [0, 1]).
@@ -213,6 +212,10 @@ def _interp_axis(coords, length):
 
 def window_saliency_batch(saliency_maps, boxes):
     """Mean saliency inside each box, for a batch of same-size maps.
+
+    Long: the shape checks, the summed-area table and its 16-gather bilinear lookup
+    are one graph-mode computation on shared index tensors; kept together so the
+    exactness argument below reads in one place.
 
     Uses a summed-area table (two cumulative sums, in float64) whose bilinear
     interpolation is the exact integral of the piecewise-constant map, so the cost per

@@ -20,10 +20,11 @@ import tensorflow as tf
 
 from keras_lmiqa import artifacts
 from keras_lmiqa import export as export_lib
+from keras_lmiqa.constants import SCORING_BATCH_SIZE, version_dirs
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.image_io import error_reason
 
-DEFAULT_BATCH_SIZE = 32  # as `evaluation.predict_quality`, so file scores match it exactly
+DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE  # as `evaluation.predict_quality`, so file scores match it exactly
 DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
 
 
@@ -188,15 +189,16 @@ def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | N
                          "or an export folder)")
     version_dir = path
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        dirs = export_lib.version_dirs(path)
+        dirs = version_dirs(path)
         if not dirs:
             raise ModelError(f"{path} holds no SavedModel and no numeric version folders")
-        version_dir = dirs[-1]
+        version_dir = dirs[max(dirs)]
     metadata = export_lib.read_metadata(version_dir)
     try:
         loaded = tf.saved_model.load(version_dir)
     except Exception as error:  # OSError, protobuf DecodeError, TF's NotFound/DataLoss...: all "corrupt or partial"
-        reason = _reason(error) if isinstance(error, tf.errors.OpError) else (str(error).strip().splitlines() or [""])[0]
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        reason = _reason(error) if isinstance(error, tf.errors.OpError) else first_line
         raise ModelError(f"cannot load SavedModel {version_dir} (corrupt or partial export?): "
                          f"{reason or type(error).__name__}") from None
     missing = sorted({"serving_default", "score_pixels"} - set(loaded.signatures))

@@ -1,5 +1,12 @@
 """`train(config)`: data, strategy, the loop, backups, TensorBoard, validation, artifacts.
 
+One piece per concern, each changeable on its own: `load_data` (split, bad images),
+`open_run_folder` (config.json, the same-settings check), `Checkpointing` (the rolling
+backup and the history), `run_epoch` with `EpochLog` (loss means, TensorBoard, progress),
+`end_epoch` (validation of both branches, best weights) and `finish` (model.keras, test,
+metrics). The run report (`keras_lmiqa.research.report`) is built by the callers
+(`lmiqa train`, the protocol) from the finished folder: training does not draw.
+
 The run folder (`config.output_dir`) ends with, each written atomically:
     model.keras    the export branch (teacher by default) at the best validation epoch
     config.json    the TrainConfig, the dataset's score scale, the split, versions
@@ -15,6 +22,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 
 import keras
@@ -22,18 +30,18 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lmiqa import artifacts, datasets
-from keras_lmiqa.config import TrainConfig
+from keras_lmiqa.config import TrainConfig, check_same_settings
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.evaluation import evaluate_many, evaluate_records
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
-from keras_lmiqa.research.report import write_report
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
 from keras_lmiqa.trainer import LOSS_NAMES, LMIQATrainer
 
 logger = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps between TensorBoard scalar writes
-PROGRESS_EVERY = 100  # steps between progress lines in the log
+PROGRESS_EVERY = 100  # steps between progress lines in the log (when no progress bar is shown)
+BEST_WEIGHTS = "best.weights.h5"  # the export branch at the best validation epoch so far
 
 
 @dataclasses.dataclass
@@ -76,20 +84,6 @@ def _package_version() -> str:
     return __version__
 
 
-def _check_resumable(run_dir: str, record: dict) -> None:
-    """A run folder may only be resumed with the same settings."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    previous = artifacts.read_json(path).get("config", {})
-    changed = sorted(k for k in record["config"] if previous.get(k) != record["config"][k] and k != "output_dir")
-    if changed:
-        raise ConfigError(
-            f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
-            "use a new --output-dir, or delete the folder to start over"
-        )
-
-
 class _History:
     """Per-epoch validation metrics and the best epoch so far, saved with each backup."""
 
@@ -108,148 +102,286 @@ class _History:
         artifacts.write_json(self.path, {"epochs": self.epochs, "best": self.best})
 
 
-def train(config: TrainConfig) -> RunResult:
-    """Train LML-IQA as `config` says and write the run folder. Returns its metrics."""
-    started = time.time()
+# ---------------------------------------------------------------- data and run folder
+
+
+@dataclasses.dataclass
+class RunData:
+    """The dataset, its split and the three parts' records (bad images left out on `skip`)."""
+
+    dataset: object
+    split: object
+    train: list
+    val: list
+    test: list
+    skipped: list  # on_bad_image=skip: [{"path", "reason"}], never replaced by other images
+
+
+def load_data(config: TrainConfig) -> RunData:
     dataset = datasets.load(config.dataset, config.data_root, **config.dataset_options)
     split = split_dataset(dataset, config.split_seed, config.test_fraction, config.val_fraction,
                           use_official=config.use_official_split)
-    train_records = split.records(dataset, "train")
-    val_records = split.records(dataset, "val")
-    test_records = split.records(dataset, "test")
+    parts = tuple(split.records(dataset, part) for part in ("train", "val", "test"))
     skipped: list[dict] = []
     if config.on_bad_image == "skip":
-        train_records, val_records, test_records, skipped = _drop_bad_images(
-            (train_records, val_records, test_records), config.max_pixels)
+        *parts, skipped = _drop_bad_images(parts, config.max_pixels)
+    return RunData(dataset, split, *parts, skipped)
+
+
+def configure_runtime(config: TrainConfig) -> None:
+    """Seeds, op determinism and the precision policy: process-wide, before any model."""
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:  # reproducible to the bit, at some speed cost on GPUs
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    strategy = resolve_strategy(config.strategy)
+
+@dataclasses.dataclass
+class RunFolder:
+    """`run_dir` (the results) and `work_dir`, where this worker keeps its backup/,
+    history.json, logs/ and best weights: the run folder on the chief; non-chief workers
+    keep their own (multi-worker checkpoints are collective)."""
+
+    run_dir: str
+    work_dir: str
+    chief: bool
+
+    def work_path(self, name: str) -> str:
+        return os.path.join(self.work_dir, name)
+
+    def run_path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+
+def open_run_folder(config: TrainConfig, data: RunData, strategy) -> RunFolder:
+    """The run folder, refused if it holds a run with other settings; writes config.json."""
     chief = is_chief(strategy)
     run_dir = os.path.abspath(config.output_dir)
-    # Non-chief workers keep their own backups (multi-worker checkpoints are collective).
-    work_dir = run_dir if chief else os.path.join(run_dir, f".worker-{worker_id()}")
-    record = _run_record(config, dataset, split)
+    folder = RunFolder(run_dir, run_dir if chief else os.path.join(run_dir, f".worker-{worker_id()}"), chief)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
-        _check_resumable(run_dir, record)
-        artifacts.write_json(os.path.join(run_dir, "config.json"), record)
+        check_same_settings(run_dir, config)  # resuming needs the same settings
+        artifacts.write_json(folder.run_path("config.json"), _run_record(config, data.dataset, data.split))
+    return folder
 
+
+def build_pipeline(config: TrainConfig, data: RunData, strategy) -> tuple[TrainPipeline, int, int]:
+    """(the training input pipeline, global steps per epoch, number of workers)."""
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ConfigError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
     workers = _num_workers(strategy)
-    pipeline = TrainPipeline([r.path for r in train_records], [r.quality for r in train_records], config)
+    pipeline = TrainPipeline([r.path for r in data.train], [r.quality for r in data.train], config)
     steps = pipeline.steps_per_epoch(config.batch_size, workers)
     if workers == 1:  # an over-budget decoded cache stops here, before the model is built
         pipeline.check_cache()
     if steps < 1:
-        raise ConfigError(f"--batch-size {config.batch_size} exceeds the {len(train_records)} training images")
-    local_replicas = replicas // workers
+        raise ConfigError(f"--batch-size {config.batch_size} exceeds the {len(data.train)} training images")
+    return pipeline, steps, workers
 
-    with strategy.scope():
-        trainer = LMIQATrainer(config, steps)
-    # Bookkeeping, not model state: plain (non-mirrored) variables.
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-    train_function = trainer.make_train_function(strategy)
-    optimizers = {"optimizer": trainer.optimizer}
-    if trainer.head_optimizer is not None:
-        optimizers["head_optimizer"] = trainer.head_optimizer
-    checkpoint = tf.train.Checkpoint(student=trainer.student, teacher=trainer.teacher,
-                                     epoch=epoch_var, step_in_epoch=step_var, **optimizers)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work_dir, "backup"), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        logger.info("resumed from %s at epoch %d step %d", manager.latest_checkpoint, int(epoch_var), int(step_var))
-    history = _History(os.path.join(work_dir, "history.json"), int(epoch_var))
-    best_path = os.path.join(work_dir, "best.weights.h5")
-    writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs")) if chief else tf.summary.create_noop_writer()
 
-    def backup(epoch: int, step: int) -> None:
-        epoch_var.assign(epoch)
-        step_var.assign(step)
-        if chief:
-            history.save()
-        manager.save()  # every worker saves (multi-worker checkpoints are collective)
+# ---------------------------------------------------------------- checkpointing
 
-    train_paths = [r.path for r in train_records]
-    for epoch in range(int(epoch_var), config.epochs):
-        skip = int(step_var) if epoch == int(epoch_var) else 0
-        dist = strategy.distribute_datasets_from_function(
-            lambda ctx, e=epoch, s=skip: pipeline.epoch_dataset(
-                e, ctx.get_per_replica_batch_size(config.batch_size), steps * local_replicas, ctx, s * local_replicas))
-        sums = {name: 0.0 for name in LOSS_NAMES}
-        count = 0
-        epoch_start = time.time()
-        try:
-            for step, batch in enumerate(dist, start=skip):
-                terms = train_function(batch)
-                count += 1
+
+class Checkpointing:
+    """The rolling backup (branches, optimizers, epoch and step) and the history beside it.
+
+    Created after the trainer: restores the latest backup if there is one, so
+    `epoch`/`step` are where the run goes on (0/0 for a new run).
+    """
+
+    def __init__(self, trainer: LMIQATrainer, folder: RunFolder):
+        self.folder = folder
+        # Bookkeeping, not model state: plain (non-mirrored) variables.
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        optimizers = {"optimizer": trainer.optimizer}
+        if trainer.head_optimizer is not None:
+            optimizers["head_optimizer"] = trainer.head_optimizer
+        checkpoint = tf.train.Checkpoint(student=trainer.student, teacher=trainer.teacher,
+                                         epoch=self._epoch, step_in_epoch=self._step, **optimizers)
+        self.manager = tf.train.CheckpointManager(checkpoint, folder.work_path("backup"), max_to_keep=1)
+        if self.manager.latest_checkpoint:
+            checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+            logger.info("resumed from %s at epoch %d step %d", self.manager.latest_checkpoint, self.epoch, self.step)
+        self.history = _History(folder.work_path("history.json"), self.epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @property
+    def step(self) -> int:
+        return int(self._step)
+
+    def backup(self, epoch: int, step: int) -> None:
+        """Save the state at `step` of `epoch` (step 0 of the next epoch after one ends)."""
+        self._epoch.assign(epoch)
+        self._step.assign(step)
+        if self.folder.chief:
+            self.history.save()
+        self.manager.save()  # every worker saves (multi-worker checkpoints are collective)
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+class EpochLog:
+    """Loss averages (`keras.metrics.Mean`), TensorBoard scalars every LOG_EVERY steps, and
+    progress: a bar per epoch on a terminal, else a log line every PROGRESS_EVERY steps."""
+
+    def __init__(self, config: TrainConfig, trainer: LMIQATrainer, writer, steps: int, show_bar: bool):
+        self.config, self.trainer, self.writer, self.steps, self.show_bar = config, trainer, writer, steps, show_bar
+        self.means = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+
+    def start(self, epoch: int, skip: int) -> None:
+        self.epoch, self.count, self.started = epoch, 0, time.time()
+        for mean in self.means.values():
+            mean.reset_state()
+        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss"]) if self.show_bar else None
+        if self.bar is not None and skip:
+            self.bar.update(skip)  # a resumed epoch starts where the backup was taken
+
+    def update(self, step: int, terms: dict) -> None:
+        """After `step` (0-based in the epoch) gave loss `terms`."""
+        self.count += 1
+        for name in LOSS_NAMES:
+            self.means[name].update_state(terms[name])
+        global_step = self.epoch * self.steps + step + 1
+        if global_step % LOG_EVERY == 0:
+            with self.writer.as_default(step=global_step):
                 for name in LOSS_NAMES:
-                    sums[name] += float(terms[name])
-                global_step = epoch * steps + step + 1
-                if global_step % LOG_EVERY == 0:
-                    with writer.as_default(step=global_step):
-                        for name in LOSS_NAMES:
-                            tf.summary.scalar(f"train/{name}", terms[name])
-                        tf.summary.scalar("train/learning_rate", trainer.schedule(global_step))
-                if (step + 1) % PROGRESS_EVERY == 0:
-                    rate = count * config.batch_size / max(time.time() - epoch_start, 1e-6)
-                    logger.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step + 1, steps,
-                                sums["loss"] / count, rate)
-                if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
-                    backup(epoch, step + 1)
-        except tf.errors.InvalidArgumentError as error:
-            raise_for_bad_image(train_paths, config.max_pixels, error)
-        entry = {"epoch": epoch, "seconds": round(time.time() - epoch_start, 2),
-                 "train": {name: sums[name] / max(count, 1) for name in LOSS_NAMES}}
-        if chief and val_records:
-            entry.update(_validate(trainer, val_records, dataset.scale, config))
-            with writer.as_default(step=epoch + 1):
-                for branch, branch_metrics in entry["val_branches"].items():
-                    for name, value in branch_metrics.items():
-                        tf.summary.scalar(f"val_{branch}/{name}", value)
-        else:
-            entry["branch"] = _unvalidated_branch(config)
-        if chief:
-            history.epochs.append(entry)
-            if history.best is entry or not val_records:
-                artifacts.save_keras(trainer.branches[entry["branch"]], best_path)
-            logger.info("epoch %d/%d %.1fs loss %.4f val %s", epoch + 1, config.epochs, entry["seconds"],
-                        entry["train"]["loss"], {branch: {k: round(v, 4) for k, v in values.items()}
-                                                 for branch, values in entry.get("val_branches", {}).items()})
-        backup(epoch + 1, 0)
-    writer.flush()
+                    tf.summary.scalar(f"train/{name}", terms[name])
+                tf.summary.scalar("train/learning_rate", self.trainer.schedule(global_step))
+        if self.bar is not None:
+            self.bar.update(step + 1, [("loss", float(self.means["loss"].result()))])
+        elif (step + 1) % PROGRESS_EVERY == 0:
+            rate = self.count * self.config.batch_size / max(self.seconds, 1e-6)
+            logger.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", self.epoch + 1, step + 1, self.steps,
+                        float(self.means["loss"].result()), rate)
 
-    if not chief:
-        return RunResult(run_dir, {})
-    best = history.best
+    @property
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+    def averages(self) -> dict[str, float]:
+        """Each loss term's mean over this run's steps of the epoch (0 when none ran)."""
+        return {name: float(mean.result()) for name, mean in self.means.items()}
+
+
+def run_epoch(run: _Run, epoch: int, skip: int) -> dict:
+    """Train one epoch from step `skip`, with mid-epoch backups; returns its history entry."""
+    config, local_replicas = run.config, run.strategy.num_replicas_in_sync // run.workers
+    dist = run.strategy.distribute_datasets_from_function(
+        lambda ctx: run.pipeline.epoch_dataset(epoch, ctx.get_per_replica_batch_size(config.batch_size),
+                                               run.steps * local_replicas, ctx, skip * local_replicas))
+    run.log.start(epoch, skip)
+    try:
+        for step, batch in enumerate(dist, start=skip):
+            run.log.update(step, run.train_function(batch))
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < run.steps:
+                run.checkpoints.backup(epoch, step + 1)
+    except tf.errors.InvalidArgumentError as error:
+        raise_for_bad_image([r.path for r in run.data.train], config.max_pixels, error)
+    return {"epoch": epoch, "seconds": round(run.log.seconds, 2), "train": run.log.averages()}
+
+
+def end_epoch(run: _Run, entry: dict) -> None:
+    """Validate (chief), keep the best weights, log the epoch and back up for the next."""
+    config, folder, history = run.config, run.folder, run.checkpoints.history
+    if folder.chief and run.data.val:
+        entry.update(_validate(run.trainer, run.data.val, run.data.dataset.scale, config))
+        with run.writer.as_default(step=entry["epoch"] + 1):
+            for branch, branch_metrics in entry["val_branches"].items():
+                for name, value in branch_metrics.items():
+                    tf.summary.scalar(f"val_{branch}/{name}", value)
+    else:
+        entry["branch"] = _unvalidated_branch(config)
+    if folder.chief:
+        history.epochs.append(entry)
+        if history.best is entry or not run.data.val:
+            artifacts.save_keras(run.trainer.branches[entry["branch"]], folder.work_path(BEST_WEIGHTS))
+        logger.info("epoch %d/%d %.1fs loss %.4f val %s", entry["epoch"] + 1, config.epochs, entry["seconds"],
+                    entry["train"]["loss"], {branch: {k: round(v, 4) for k, v in values.items()}
+                                             for branch, values in entry.get("val_branches", {}).items()})
+    run.checkpoints.backup(entry["epoch"] + 1, 0)
+
+
+# ---------------------------------------------------------------- finish
+
+
+def finish(run: _Run, started: float) -> RunResult:
+    """Chief: save the best epoch's export branch as model.keras, test what was saved,
+    write metrics.json and test_predictions.csv."""
+    config, data, folder = run.config, run.data, run.folder
+    best = run.checkpoints.history.best
     branch = best["branch"] if best else _unvalidated_branch(config)
-    exported = trainer.branches[branch]
-    exported.load_weights(best_path)
-    model_path = os.path.join(run_dir, "model.keras")
+    exported = run.trainer.branches[branch]
+    exported.load_weights(folder.work_path(BEST_WEIGHTS))
+    model_path = folder.run_path("model.keras")
     artifacts.save_keras(exported, model_path)
     saved = keras.saving.load_model(model_path)  # measure what was shipped, not what is in memory
-    test_metrics, predictions = evaluate_records(saved, test_records, dataset.scale, config) if test_records else ({}, [])
+    test_metrics, predictions = (evaluate_records(saved, data.test, data.dataset.scale, config)
+                                 if data.test else ({}, []))
     metrics = {
         "val": {**best["val"], "epoch": best["epoch"], "branch": best["branch"]} if best else {},
         "test": test_metrics,
-        "images": {"train": len(train_records), "val": len(val_records), "test": len(test_records)},
+        "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "train_seconds": round(time.time() - started, 1),
         "export_branch": branch,  # the branch validation picked (or the config fixed)
-        "skipped": skipped,  # on_bad_image=skip: [{"path", "reason"}], never replaced by other images
+        "skipped": data.skipped,
     }
-    artifacts.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    _write_predictions(os.path.join(run_dir, "test_predictions.csv"), test_records, predictions)
+    artifacts.write_json(folder.run_path("metrics.json"), metrics)
+    _write_predictions(folder.run_path("test_predictions.csv"), data.test, predictions)
     logger.info("test %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in test_metrics.items()})
-    # Drawn from the files saved above: if it fails, ReportError names the cause and the
-    # results stay saved (`lmiqa report RUN_DIR` rebuilds it).
-    write_report(run_dir)
-    return RunResult(run_dir, metrics)
+    return RunResult(folder.run_dir, metrics)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the pieces of one training run share."""
+
+    config: TrainConfig
+    data: RunData
+    strategy: tf.distribute.Strategy
+    folder: RunFolder
+    pipeline: TrainPipeline
+    steps: int
+    workers: int
+    trainer: LMIQATrainer
+    train_function: object
+    checkpoints: Checkpointing
+    writer: object
+    log: EpochLog
+
+
+def train(config: TrainConfig, progress: bool | None = None) -> RunResult:
+    """Train LML-IQA as `config` says and write the run folder. Returns its metrics.
+
+    `progress`: a progress bar per epoch (default: when stdout is a terminal). The run
+    report (`research.report.write_report`) is the caller's to build from the folder.
+    """
+    started = time.time()
+    data = load_data(config)
+    configure_runtime(config)
+    strategy = resolve_strategy(config.strategy)
+    folder = open_run_folder(config, data, strategy)
+    pipeline, steps, workers = build_pipeline(config, data, strategy)
+    with strategy.scope():
+        trainer = LMIQATrainer(config, steps)
+    writer = (tf.summary.create_file_writer(folder.work_path("logs")) if folder.chief
+              else tf.summary.create_noop_writer())
+    show_bar = sys.stdout.isatty() if progress is None else progress
+    run = _Run(config, data, strategy, folder, pipeline, steps, workers, trainer,
+               trainer.make_train_function(strategy), Checkpointing(trainer, folder), writer,
+               EpochLog(config, trainer, writer, steps, show_bar and folder.chief))
+    first_epoch, first_step = run.checkpoints.epoch, run.checkpoints.step
+    for epoch in range(first_epoch, config.epochs):
+        entry = run_epoch(run, epoch, first_step if epoch == first_epoch else 0)
+        end_epoch(run, entry)
+    writer.flush()
+    return finish(run, started) if folder.chief else RunResult(folder.run_dir, {})
 
 
 def _validated_branches(trainer: LMIQATrainer, config: TrainConfig) -> dict:

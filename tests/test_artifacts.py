@@ -85,7 +85,8 @@ def test_writable_file_checks(tmp_path):
     link = tmp_path / "link.csv"
     link.symlink_to(target)
     assert artifacts.writable_file(str(link), "--csv") == str(target)  # written through the link
-    for path, message in [(tmp_path / "no" / "s.csv", f"--csv {tmp_path}/no/s.csv: folder {tmp_path}/no does not exist"),
+    for path, message in [(tmp_path / "no" / "s.csv",
+                           f"--csv {tmp_path}/no/s.csv: folder {tmp_path}/no does not exist"),
                           (tmp_path, f"--csv {tmp_path} is a folder"),
                           ("/proc/version", "--csv /proc/version: cannot create files in /proc"),
                           ("/dev/null", "--csv /dev/null is a character device, not a regular file")]:
@@ -118,7 +119,8 @@ def test_verify_keras_refuses_a_decompression_bomb(tmp_path):
             block = bytes(1 << 20)
             for _ in range(300):  # 300 MiB of zeros, ~300 KB compressed
                 member.write(block)
-    with pytest.raises(artifacts.ChecksumError, match="model.weights.h5 declares 314572800 bytes in .*decompression bomb"):
+    with pytest.raises(artifacts.ChecksumError,
+                       match="model.weights.h5 declares 314572800 bytes in .*decompression bomb"):
         artifacts.verify_keras(str(path))
     (tmp_path / "not.keras").write_bytes(b"not a zip")
     with pytest.raises(artifacts.ChecksumError, match="not a .keras \\(zip\\) archive"):

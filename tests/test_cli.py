@@ -30,8 +30,9 @@ def test_every_subcommand_has_help():
 
 
 def _config(*argv):
-    from keras_lmiqa.cli.train_cmd import add_arguments
     import argparse
+
+    from keras_lmiqa.cli.train_cmd import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -45,6 +46,18 @@ def test_demo_defaults_to_the_cpu_preset_and_flags_win():
     assert config.output_dir == "runs/demo"
     other = _config("--dataset", "kadid10k", "--data-root", "/data/kadid")
     assert other.backbone == "mobilenet_v2" and other.crop_size == 224 and other.num_crops == 8
+
+
+def test_dataset_flag_beats_the_config_file_which_beats_the_default(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: kadid10k\ndata_root: /data/kadid\nepochs: 2\n")
+    explicit = _config("--dataset", "demo", "--config", str(path))  # "demo" given on purpose
+    assert explicit.dataset == "demo" and explicit.epochs == 2
+    from_file = _config("--config", str(path))
+    assert from_file.dataset == "kadid10k" and from_file.output_dir == "runs/kadid10k"
+    built_in = _config("--epochs", "3")
+    assert built_in.dataset == "demo" and built_in.epochs == 3
+    assert built_in.backbone == PRESETS["cpu-demo"]["backbone"]  # demo's CPU preset, as with --dataset demo
 
 
 def test_config_file_and_typo_suggestion(tmp_path):
@@ -87,3 +100,29 @@ def test_user_errors_print_one_line_and_exit_2(args, message):
     lines = [line for line in result.stderr.strip().splitlines() if line.startswith("lmiqa train: error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|oneDNN|cuInit|cuda", re.MULTILINE)
+
+
+def test_commands_print_no_tensorflow_startup_lines_unless_verbose():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
+    env["PYTHONPATH"] = ROOT
+    commands = {"lmiqa --help": ["-m", "keras_lmiqa.cli", "--help"], "train.py --help": ["train.py", "--help"],
+                "export.py --help": ["export.py", "--help"],
+                "lmiqa -v --help": ["-m", "keras_lmiqa.cli", "-v", "--help"],
+                "train.py -v --print-config": ["train.py", "-v", "--print-config"]}
+    # In parallel: each start pays TensorFlow's import.
+    processes = {name: subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for name, args in commands.items()}
+    results = {name: (p.communicate(timeout=600), p.returncode) for name, p in processes.items()}
+    for name in ("lmiqa --help", "train.py --help", "export.py --help"):
+        (out, err), code = results[name]
+        assert code == 0 and "usage:" in out, (name, err[-1000:])
+        assert not TF_LOG_LINE.search(err), (name, err[-1000:])
+    for name in ("lmiqa -v --help", "train.py -v --print-config"):
+        (out, err), code = results[name]
+        assert code == 0, (name, err[-1000:])
+        assert re.search(r"^[IWEF]\d{4} .*\.cc:\d+\]", err, re.MULTILINE), (name, err[-1000:])
+    assert '"dataset": "demo"' in results["train.py -v --print-config"][0][0]

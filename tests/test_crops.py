@@ -186,7 +186,7 @@ def test_native_training_crops_are_exact_pixel_slices(seed):
     assert (w == np.round(w)).all() and _inside(windows, height, width)
     out = crops.cut_crops(tf.constant(image[None]), windows[None], size, flip[None]).numpy()[0]
     native = 0
-    for crop, (y0, x0, y1, x1), mirrored in zip(out, w.astype(int), flip.numpy()):
+    for crop, (y0, x0, y1, _x1), mirrored in zip(out, w.astype(int), flip.numpy()):
         if y1 - y0 == size:
             expected = image[y0:y0 + size, x0:x0 + size]
             np.testing.assert_array_equal(crop, expected[:, ::-1] if mirrored else expected)

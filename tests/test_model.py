@@ -1,8 +1,8 @@
 """The branch model and its layers: shapes, serialisation, backbones, weights."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ModelError
@@ -26,7 +26,8 @@ def test_branch_outputs_and_importance_weighting():
 
 @pytest.mark.parametrize("layer", [
     lmiqa_layers.MergeCropAxis(), lmiqa_layers.Squeeze(), lmiqa_layers.ReverseChannels(),
-    lmiqa_layers.ClassTokenPosition(num_patches=4), lmiqa_layers.ClassTokenOutput(), lmiqa_layers.LocalContrastNormalization(sigma=1.5, radius=2),
+    lmiqa_layers.ClassTokenPosition(num_patches=4), lmiqa_layers.ClassTokenOutput(),
+    lmiqa_layers.LocalContrastNormalization(sigma=1.5, radius=2),
 ])
 def test_layers_round_trip_their_config(layer):
     clone = layer.__class__.from_config(layer.get_config())
@@ -86,16 +87,17 @@ def test_pretrained_backbone_batchnorm_is_frozen_unless_asked(tmp_path):
     pixels = np.random.default_rng(4).random((4, 32, 32, 3)).astype("float32") * 255
     for freeze, backbone in ((True, build_backbone("mobilenet_v2", 32, path)),
                              (False, build_backbone("mobilenet_v2", 32, path, freeze_batchnorm=False))):
-        norms = [l for l in backbone.layers[-1].layers if isinstance(l, keras.layers.BatchNormalization)]
-        before = [np.asarray(l.moving_mean).copy() for l in norms]
+        norms = [layer for layer in backbone.layers[-1].layers if isinstance(layer, keras.layers.BatchNormalization)]
+        before = [np.asarray(layer.moving_mean).copy() for layer in norms]
         backbone(pixels, training=True)
-        moved = sum(not np.allclose(b, np.asarray(l.moving_mean)) for b, l in zip(before, norms))
-        assert all(l.trainable != freeze for l in norms)
+        moved = sum(not np.allclose(b, np.asarray(layer.moving_mean)) for b, layer in zip(before, norms))
+        assert all(layer.trainable != freeze for layer in norms)
         assert (moved == 0) == freeze
     scratch = build_backbone("mobilenet_v2", 32, "none")
-    assert all(l.trainable for l in scratch.layers[-1].layers if isinstance(l, keras.layers.BatchNormalization))
+    assert all(layer.trainable for layer in scratch.layers[-1].layers
+               if isinstance(layer, keras.layers.BatchNormalization))
     # The teacher branch is built without loading weights but must match the student.
     teacher = build_branch(CONFIG.replace(backbone="mobilenet_v2", weights=path), weights="none")
-    norms = [l for l in teacher.get_layer("mobilenet_v2_backbone").layers[-1].layers
-             if isinstance(l, keras.layers.BatchNormalization)]
-    assert norms and not any(l.trainable for l in norms)
+    norms = [layer for layer in teacher.get_layer("mobilenet_v2_backbone").layers[-1].layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)

@@ -12,7 +12,10 @@ import importlib
 import logging
 import sys
 
+from keras_lmiqa import tf_logs
 from keras_lmiqa.errors import LmiqaError
+
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 # Subcommand modules, in the order `lmiqa --help` lists them.
 COMMAND_MODULES = (
@@ -35,14 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lmiqa",
         description="LML-IQA: no-reference image quality assessment (train, export, score, serve).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbose_help = "log debug messages and show TensorFlow's start-up lines"
+    parser.add_argument(*VERBOSE_FLAGS, action="store_true", help=verbose_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for sub in subparsers.choices.values():  # also after the command (`python train.py -v`)
+        # SUPPRESS: an absent sub-flag must not reset a `lmiqa -v train` given before it.
+        sub.add_argument(*VERBOSE_FLAGS, action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return parser
 
 
+def _wants_verbose(argv: list[str]) -> bool:
+    """-v/--verbose anywhere before a `--`: read before parsing, so `-v --help` shows them too."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return any(word in VERBOSE_FLAGS for word in words)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_verbose(argv):
+        for line in tf_logs.startup_lines():
+            print(line, file=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

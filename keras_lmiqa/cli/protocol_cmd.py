@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return print_config(config)
     data = run_protocol(config, args.repeats, output_dir, cross=cross)
     s = data["summary"]
-    print(f"{config.dataset}, {s['n_splits']} splits: median SRCC {s['srcc']['median']:.4f} (std {s['srcc']['std']:.4f}), "
+    print(f"{config.dataset}, {s['n_splits']} splits: "
+          f"median SRCC {s['srcc']['median']:.4f} (std {s['srcc']['std']:.4f}), "
           f"median PLCC {s['plcc']['median']:.4f} (std {s['plcc']['std']:.4f}); table: {output_dir}/summary.md")
     return 0
 

@@ -21,6 +21,8 @@ import math
 import os
 import sys
 
+from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
+
 PROGRESS_ABOVE = 50  # show progress for more images than this
 
 
@@ -173,10 +175,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--server", metavar="HOST:PORT", help="gRPC endpoint (TF Serving or `lmiqa serve`)")
     source.add_argument("--model", metavar="PATH", help="model.keras, SavedModel version folder or export folder")
-    parser.add_argument("--model-name", default="lmiqa", help="served model name (--server; default lmiqa)")
+    parser.add_argument("--model-name", default=MODEL_NAME, help=f"served model name (--server; default {MODEL_NAME})")
     parser.add_argument("--version", type=int, default=None, help="model version (--server; default latest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (--server; default 30)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per request/call (default 32)")
+    parser.add_argument("--batch-size", type=int, default=SCORING_BATCH_SIZE,
+                        help=f"images per request/call (default {SCORING_BATCH_SIZE})")
     parser.add_argument("--csv", metavar="FILE", help="write path,score,mos,error rows to FILE")
     parser.add_argument("--json", metavar="FILE", help="write a JSON list of {path, score, mos, error} to FILE")
     parser.add_argument("--max-image-mb", type=float, default=64.0, metavar="MB",

@@ -13,9 +13,14 @@ import argparse
 import math
 import sys
 
+from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME
 from keras_lmiqa.serving.limits import (
-    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, GRPC_MESSAGE_LIMIT_BYTES,
-    check_server_settings)
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_REQUEST_PIXELS,
+    DEFAULT_READ_TIMEOUT,
+    GRPC_MESSAGE_LIMIT_BYTES,
+    check_server_settings,
+)
 
 MAX_REQUEST_MB = GRPC_MESSAGE_LIMIT_BYTES // 2 ** 20  # 2047
 
@@ -56,12 +61,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="also serve the REST API on PORT (0 = any free port); off by default")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it on the network)")
-    parser.add_argument("--model-name", default="lmiqa", help="model name clients ask for (default lmiqa)")
+    parser.add_argument("--model-name", default=MODEL_NAME, help=f"model name clients ask for (default {MODEL_NAME})")
     parser.add_argument("--poll-seconds", type=float, default=2.0,
                         help="how often to look for new version folders; 0 disables (default 2)")
     parser.add_argument("--max-batch-size", type=int, default=64, help="largest batch per request (default 64)")
-    parser.add_argument("--max-request-mb", type=float, default=32.0,
-                        help="largest request message in MiB (default 32)")
+    parser.add_argument("--max-request-mb", type=float, default=MAX_MESSAGE_BYTES / 2 ** 20,
+                        help=f"largest request message in MiB (default {MAX_MESSAGE_BYTES // 2 ** 20})")
     # The memory budget: decoded pixels in flight are at most these two multiplied.
     parser.add_argument("--max-request-pixels", type=int, default=DEFAULT_MAX_REQUEST_PIXELS,
                         help="decoded pixels a request's images may declare in all (default "

@@ -1,6 +1,6 @@
 """`lmiqa train` / `python train.py`: flags and config files to a TrainConfig, then train.
 
-Precedence, lowest first: TrainConfig defaults (method.md), the preset (`cpu-demo` is
+Precedence, lowest first: TrainConfig defaults (docs/method.md), the preset (`cpu-demo` is
 the default for `--dataset demo`), `--config FILE`, then flags and `--set KEY=VALUE`.
 """
 
@@ -22,7 +22,8 @@ VALUE_FLAGS = {
     "--positives": ("num_positives", int), "--crop-size": ("crop_size", int), "--lr": ("lr", float),
     "--split-seed": ("split_seed", int), "--output-dir": ("output_dir", str), "--strategy": ("strategy", str),
     "--branch-mode": ("branch_mode", str), "--momentum": ("momentum", float), "--temperature": ("temperature", float),
-    "--intra-weight": ("intra_weight", float), "--lambda-lm": ("lambda_lm", float), "--lambda-mut": ("lambda_mut", float),
+    "--intra-weight": ("intra_weight", float), "--lambda-lm": ("lambda_lm", float),
+    "--lambda-mut": ("lambda_mut", float),
     "--seed": ("seed", int), "--cache": ("cache", str), "--on-bad-image": ("on_bad_image", str),
     "--steps-per-epoch": ("steps_per_epoch", int), "--grid-size": ("grid_size", int),
     "--export-branch": ("export_branch", str), "--lambda-mse": ("lambda_mse", float),
@@ -62,14 +63,20 @@ def _config_key_value(text: str) -> tuple[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="demo", help="dataset name (default: demo, built in)")
+    # No default here: unset means "the config file's dataset key, else demo", so an
+    # explicit --dataset always wins over the file.
+    parser.add_argument("--dataset", default=None,
+                        help="dataset name (default: the config file's, else "
+                             f"{config_lib.TrainConfig.dataset}, built in)")
     parser.add_argument("--config", help="YAML or JSON config file")
-    parser.add_argument("--preset", choices=sorted(config_lib.PRESETS), help="named settings (default: cpu-demo for demo)")
+    parser.add_argument("--preset", choices=sorted(config_lib.PRESETS),
+                        help="named settings (default: cpu-demo for demo)")
     for flag, (key, kind) in VALUE_FLAGS.items():
         parser.add_argument(flag, dest=key, type=kind, default=None, help=f"config key {key}")
     parser.add_argument("--mixed-precision", dest="mixed_precision", action="store_true", default=None,
                         help="mixed float16 compute (GPU)")
-    parser.add_argument("--jit-compile", dest="jit_compile", action="store_true", default=None, help="XLA-compile the step")
+    parser.add_argument("--jit-compile", dest="jit_compile", action="store_true", default=None,
+                        help="XLA-compile the step")
     parser.add_argument("--deterministic", dest="deterministic", action="store_true", default=None,
                         help="deterministic TF ops: a rerun reproduces the run bit for bit")
     for flag, key in ABLATIONS.items():
@@ -79,17 +86,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", type=_config_key_value, default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set lambda_lm=0.5")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no per-epoch progress bar (it shows only on a terminal anyway)")
 
 
 def resolve_config(args: argparse.Namespace) -> config_lib.TrainConfig:
+    """Flags and `--set` over the config file over the preset over TrainConfig's defaults."""
     values: dict = {}
-    preset = args.preset or ("cpu-demo" if args.dataset == "demo" and not args.config else None)
+    from_file = config_lib.load_file(args.config) if args.config else {}
+    dataset = args.dataset or from_file.get("dataset") or config_lib.TrainConfig.dataset
+    preset = args.preset or ("cpu-demo" if dataset == "demo" and not args.config else None)
     if preset:
         values.update(config_lib.preset(preset))
-    if args.config:
-        values.update(config_lib.load_file(args.config))
-    values["dataset"] = args.dataset if args.dataset != "demo" or "dataset" not in values else values["dataset"]
-    keys = [key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values()) + ["mixed_precision", "jit_compile", "deterministic"]
+    values.update(from_file)
+    values["dataset"] = dataset
+    keys = ([key for key, _ in VALUE_FLAGS.values()] + list(ABLATIONS.values())
+            + ["mixed_precision", "jit_compile", "deterministic"])
     for key in keys:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
@@ -105,9 +117,14 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return 0
-    from keras_lmiqa.training import train  # heavy import only when training
+    from keras_lmiqa.research.report import write_report  # heavy imports only when training
+    from keras_lmiqa.training import train
 
-    result = train(config)
+    result = train(config, progress=False if args.quiet else None)
+    if result.metrics:  # the chief's finished run folder (other workers write none)
+        # Drawn from the files train() saved: if it fails, ReportError names the cause and
+        # the results stay saved (`lmiqa report RUN_DIR` rebuilds it).
+        write_report(result.run_dir)
     test = result.metrics.get("test", {})
     if test:
         print(f"test SRCC {test['srcc']:.4f} PLCC {test['plcc']:.4f} (n={test['n']}); run folder: {result.run_dir}")

@@ -18,7 +18,13 @@ from __future__ import annotations
 import os
 
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, read_csv_table, require_dir, require_file, resolve_inside, take_options,
+    make_dataset,
+    parse_score,
+    read_csv_table,
+    require_dir,
+    require_file,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 

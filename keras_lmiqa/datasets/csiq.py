@@ -17,8 +17,16 @@ from __future__ import annotations
 import os
 
 from keras_lmiqa.datasets.records import (
-    case_insensitive_index, make_dataset, parse_score, read_xlsx_table, require_dir, require_file,
-    read_pairs, require_images_exist, resolve_inside, take_options,
+    case_insensitive_index,
+    make_dataset,
+    parse_score,
+    read_pairs,
+    read_xlsx_table,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 

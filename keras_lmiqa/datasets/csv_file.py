@@ -12,14 +12,22 @@ from __future__ import annotations
 import os
 
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, parse_split, read_csv_table, require_file, require_images_exist,
-    resolve_inside, take_options,
+    make_dataset,
+    parse_score,
+    parse_split,
+    read_csv_table,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
 NAME = "csv"
-LAYOUT = "a CSV file with a header row: an image path column (default 'path', relative to the CSV's folder), a score column (default 'mos'), optional 'split'"
-DEFAULTS = {"path_column": "path", "score_column": "mos", "group_column": None, "higher_better": True, "image_root": None}
+LAYOUT = ("a CSV file with a header row: an image path column (default 'path', relative to the CSV's folder), "
+          "a score column (default 'mos'), optional 'split'")
+DEFAULTS = {"path_column": "path", "score_column": "mos", "group_column": None, "higher_better": True,
+            "image_root": None}
 
 
 def read(root: str, **options):

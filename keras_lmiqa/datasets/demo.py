@@ -300,6 +300,58 @@ def _remove_stale_builds(parent: str, name: str) -> None:
             continue
 
 
+def _render_images(tmp: str, references, names: list[str], seed: int) -> list[tuple]:
+    """Write every reference and its distorted images into `tmp`; returns the label rows."""
+    import keras
+
+    rows = []
+    progbar = keras.utils.Progbar(len(references), unit_name="reference")
+    # PNG encoding (OpenCV releases the GIL) overlaps the MS-SSIM of the same reference.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = []
+        for index, ref in enumerate(references):
+            distorted, keys = [], []
+            for dname in names:
+                fn = _distortions.DISTORTIONS[dname]
+                for level in _distortions.LEVELS:
+                    distorted.append(fn(ref.image, level, _rng(seed, ref.name, dname)))
+                    keys.append((dname, level))
+            paths = [f"images/{ref.name}_{d}_{level}.png" for d, level in keys]
+            pending.append(writer.submit(_write_pngs, tmp, [f"references/{ref.name}.png", *paths],
+                                         [ref.image, *distorted]))
+            mos = mos_from_quality(quality_scores(ref.image, np.stack(distorted)))
+            for relative, (dname, level), score in zip(paths, keys, mos):
+                rows.append((relative, f"{score:.6f}", ref.name, dname, level))
+            for future in [f for f in pending if f.done()]:
+                future.result()
+                pending.remove(future)
+            progbar.update(index + 1)
+        for future in pending:
+            future.result()
+    return rows
+
+
+def _write_build_info(tmp: str, references, names: list[str], image_size: int, max_references: int,
+                      seed: int) -> None:
+    """build.json: the options, references and label formula the images were made with."""
+    info = {
+        "format_version": FORMAT_VERSION,
+        "options": {"image_size": image_size, "max_references": max_references, "seed": seed},
+        "references": [
+            {"name": r.name, "photo": r.photo.name, "package": r.photo.package} for r in references
+        ],
+        "distortions": names,
+        "levels": list(_distortions.LEVELS),
+        "label": (
+            f"q = mean of tf.image.ssim_multiscale(max_val=255, filter_size={filter_size(image_size)}) "
+            f"over the YCbCr stack (Y x {LUMA_REPEATS}, Cb, Cr); mos = 1 + 4 * q ** {GAMMA:g}"
+        ),
+    }
+    with open(os.path.join(tmp, "build.json"), "w", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
 def build(
     target: str,
     *,
@@ -312,8 +364,6 @@ def build(
 
     If `target` already exists (another process finished first), it is left as is.
     """
-    import keras
-
     started = time.monotonic()
     photos = _photos.bundled_photos() if photos is None else photos
     references = _photos.select_references(image_size, max_references, photos)
@@ -337,49 +387,12 @@ def build(
     try:
         os.makedirs(os.path.join(tmp, "references"))
         os.makedirs(os.path.join(tmp, "images"))
-        rows = []
-        progbar = keras.utils.Progbar(len(references), unit_name="reference")
-        # PNG encoding (OpenCV releases the GIL) overlaps the MS-SSIM of the same reference.
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            pending = []
-            for index, ref in enumerate(references):
-                distorted, keys = [], []
-                for dname in names:
-                    fn = _distortions.DISTORTIONS[dname]
-                    for level in _distortions.LEVELS:
-                        distorted.append(fn(ref.image, level, _rng(seed, ref.name, dname)))
-                        keys.append((dname, level))
-                paths = [f"images/{ref.name}_{d}_{level}.png" for d, level in keys]
-                pending.append(writer.submit(_write_pngs, tmp, [f"references/{ref.name}.png"] + paths, [ref.image] + distorted))
-                mos = mos_from_quality(quality_scores(ref.image, np.stack(distorted)))
-                for relative, (dname, level), score in zip(paths, keys, mos):
-                    rows.append((relative, f"{score:.6f}", ref.name, dname, level))
-                for future in [f for f in pending if f.done()]:
-                    future.result()
-                    pending.remove(future)
-                progbar.update(index + 1)
-            for future in pending:
-                future.result()
+        rows = _render_images(tmp, references, names, seed)
         with open(os.path.join(tmp, LABELS_FILE), "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(LABEL_COLUMNS)
             writer.writerows(rows)
-        info = {
-            "format_version": FORMAT_VERSION,
-            "options": {"image_size": image_size, "max_references": max_references, "seed": seed},
-            "references": [
-                {"name": r.name, "photo": r.photo.name, "package": r.photo.package} for r in references
-            ],
-            "distortions": names,
-            "levels": list(_distortions.LEVELS),
-            "label": (
-                f"q = mean of tf.image.ssim_multiscale(max_val=255, filter_size={filter_size(image_size)}) "
-                f"over the YCbCr stack (Y x {LUMA_REPEATS}, Cb, Cr); mos = 1 + 4 * q ** {GAMMA:g}"
-            ),
-        }
-        with open(os.path.join(tmp, "build.json"), "w", encoding="utf-8") as handle:
-            json.dump(info, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        _write_build_info(tmp, references, names, image_size, max_references, seed)
         try:
             os.rename(tmp, target)
         except OSError:

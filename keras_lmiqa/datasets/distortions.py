@@ -22,7 +22,7 @@ compression type is `jpeg2000` when the installed OpenCV can encode JPEG 2000, e
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -169,7 +169,8 @@ def jpeg_chroma(image: np.ndarray, level: int, rng: np.random.Generator) -> np.n
     factor = _resample_factor(_param((2.0, 3.0, 5.0, 8.0, 12.0), level), image)
     ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
     h, w = image.shape[:2]
-    small = cv2.resize(ycc[..., 1:], (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(ycc[..., 1:], (max(1, round(w / factor)), max(1, round(h / factor))),
+                       interpolation=cv2.INTER_AREA)
     ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
@@ -229,7 +230,8 @@ def darken(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarra
 
 
 def chromatic_aberration(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Lateral colour shift: red moved right and blue moved left by 0.5 .. 4 pixels (at 256 px, sub-pixel shifts interpolated)."""
+    """Lateral colour shift: red moved right and blue moved left by 0.5 .. 4 pixels (at 256 px,
+    sub-pixel shifts interpolated)."""
     _check(image, level)
     shift = _param((0.5, 1.0, 1.75, 2.75, 4.0), level) * _scale(image)
     h, w = image.shape[:2]
@@ -237,7 +239,8 @@ def chromatic_aberration(image: np.ndarray, level: int, rng: np.random.Generator
     for channel, dx in ((0, shift), (2, -shift)):
         matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]], dtype=np.float32)
         out[..., channel] = cv2.warpAffine(
-            np.ascontiguousarray(image[..., channel]), matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            np.ascontiguousarray(image[..., channel]), matrix, (w, h), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101
         )
     return out
 

@@ -6,9 +6,14 @@ The `dmos` column of `dmos.csv` is, despite its name, a mean opinion score in [1
 
 from __future__ import annotations
 
-
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, read_csv_table, require_dir, require_file, require_images_exist, resolve_inside,
+    make_dataset,
+    parse_score,
+    read_csv_table,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
     take_options,
 )
 

@@ -11,8 +11,15 @@ from __future__ import annotations
 import os
 
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, parse_split, read_csv_table, require_dir, require_file, require_images_exist,
-    resolve_inside, take_options,
+    make_dataset,
+    parse_score,
+    parse_split,
+    read_csv_table,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
@@ -48,7 +55,8 @@ def read(root: str, **options):
         split = None
         if splits is not None:
             if name not in splits:
-                raise DatasetError(f"{NAME}: {name} (line {line} of {labels}) is missing from koniq10k_distributions_sets.csv")
+                raise DatasetError(f"{NAME}: {name} (line {line} of {labels}) is missing from "
+                                   "koniq10k_distributions_sets.csv")
             split = splits[name]
         score = parse_score(row[opts["score"]], NAME, labels, line, name)
         entries.append((resolve_inside(images, name, NAME), score, name, split))

@@ -15,7 +15,13 @@ import os
 import numpy as np
 
 from keras_lmiqa.datasets.records import (
-    load_mat, make_dataset, mat_strings, require_dir, require_file, require_images_exist, resolve_inside,
+    load_mat,
+    make_dataset,
+    mat_strings,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
     take_options,
 )
 from keras_lmiqa.errors import DatasetError
@@ -53,7 +59,8 @@ def read(root: str, **options):
     refnames = mat_strings(load_mat(names_file, NAME, ("refnames_all",))["refnames_all"])
     dmos = np.asarray(dmos, dtype=np.float64).ravel()
     orgs = np.asarray(orgs).ravel()
-    for label, values, path in (("DMOS", dmos, score_file), ("orgs", orgs, score_file), ("refnames_all", refnames, names_file)):
+    for label, values, path in (("DMOS", dmos, score_file), ("orgs", orgs, score_file),
+                                ("refnames_all", refnames, names_file)):
         if len(values) != TOTAL:
             raise DatasetError(f"{NAME}: {path}: {label} has {len(values)} entries, expected {TOTAL}")
     images = [os.path.join(folder, f"img{i}.bmp") for folder, count in ORDER for i in range(1, count + 1)]

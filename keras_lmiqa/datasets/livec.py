@@ -14,13 +14,21 @@ import os
 import numpy as np
 
 from keras_lmiqa.datasets.records import (
-    load_mat, make_dataset, mat_strings, parse_score, require_dir, require_file, require_images_exist,
-    resolve_inside, take_options,
+    load_mat,
+    make_dataset,
+    mat_strings,
+    parse_score,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
 NAME = "livec"
-LAYOUT = "ROOT/Images/ + ROOT/Data/AllImages_release.mat (AllImages_release) + ROOT/Data/AllMOS_release.mat (AllMOS_release)"
+LAYOUT = ("ROOT/Images/ + ROOT/Data/AllImages_release.mat (AllImages_release) "
+          "+ ROOT/Data/AllMOS_release.mat (AllMOS_release)")
 TRAINING_IMAGES = 7
 
 
@@ -34,7 +42,8 @@ def read(root: str, **options):
     if len(names) != len(scores):
         raise DatasetError(f"{NAME}: {names_file} lists {len(names)} images but {mos_file} has {len(scores)} scores")
     if len(names) <= TRAINING_IMAGES:
-        raise DatasetError(f"{NAME}: {names_file} lists only {len(names)} images (the first {TRAINING_IMAGES} are training images)")
+        raise DatasetError(f"{NAME}: {names_file} lists only {len(names)} images "
+                           f"(the first {TRAINING_IMAGES} are training images)")
     entries = []
     for index in range(TRAINING_IMAGES, len(names)):
         name = names[index]

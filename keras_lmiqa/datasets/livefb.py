@@ -17,7 +17,13 @@ from __future__ import annotations
 import os
 
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, read_csv_table, require_file, require_images_exist, resolve_inside, take_options,
+    make_dataset,
+    parse_score,
+    read_csv_table,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 
@@ -65,6 +71,7 @@ def read(root: str, **options):
     for line, row in read_csv_table(labels, NAME, ("name", "mos")):
         name = _key(row["name"])
         official = None if split is None else split.get(name, "train")
-        entries.append((resolve_inside(root, name, NAME), parse_score(row["mos"], NAME, labels, line, name), name, official))
+        score = parse_score(row["mos"], NAME, labels, line, name)
+        entries.append((resolve_inside(root, name, NAME), score, name, official))
     require_images_exist(NAME, [e[0] for e in entries])
     return make_dataset(NAME, root, entries, higher_better=True, synthetic=False, kind="MOS")

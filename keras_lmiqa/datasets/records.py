@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from keras_lmiqa.errors import DatasetError
 
@@ -207,12 +207,14 @@ def read_csv_table(path: str, dataset: str, required: Sequence[str]) -> list[tup
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) < width:
-                raise DatasetError(f"{dataset}: {path} line {reader.line_num} has {len(row)} fields, expected {len(header)}")
+                raise DatasetError(f"{dataset}: {path} line {reader.line_num} has {len(row)} fields, "
+                                   f"expected {len(header)}")
             rows.append((reader.line_num, {h: v.strip() for h, v in zip(header, row)}))
     return rows
 
 
-def read_xlsx_table(path: str, dataset: str, required: Sequence[str], sheet: str | None = None) -> list[tuple[int, dict]]:
+def read_xlsx_table(path: str, dataset: str, required: Sequence[str],
+                    sheet: str | None = None) -> list[tuple[int, dict]]:
     """Rows of an Excel sheet as `(row number, {column: value})`.
 
     The header is the first row (of the first 20) holding every required column, so

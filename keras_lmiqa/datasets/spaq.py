@@ -19,7 +19,13 @@ import cv2
 import numpy as np
 
 from keras_lmiqa.datasets.records import (
-    make_dataset, parse_score, read_xlsx_table, require_dir, require_file, require_images_exist, resolve_inside,
+    make_dataset,
+    parse_score,
+    read_xlsx_table,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
     take_options,
 )
 from keras_lmiqa.errors import DatasetError
@@ -61,7 +67,8 @@ def build_cache(pairs: list[tuple[str, str]], short_side: int) -> int:
         return 0
     import keras  # heavy: imported only when there is work to do
 
-    log.info("%s: resizing %d images (shorter side %d px) into %s", NAME, len(todo), short_side, os.path.dirname(todo[0][1]))
+    log.info("%s: resizing %d images (shorter side %d px) into %s", NAME, len(todo), short_side,
+             os.path.dirname(todo[0][1]))
     bar = keras.utils.Progbar(len(todo), unit_name="image")
     for done, (source, target) in enumerate(todo, start=1):
         _resize_into(source, target, short_side)

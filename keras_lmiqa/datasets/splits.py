@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class Split:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Split":
+    def from_dict(cls, data: dict) -> Split:
         """Inverse of :meth:`to_dict`."""
         try:
             return cls(
@@ -185,6 +185,26 @@ def _official_parts(dataset: Dataset) -> dict[str, list[str]]:
     return {part: sorted(names) for part, names in parts.items()}
 
 
+def _official_split_parts(dataset: Dataset, val_fraction: float, rng) -> dict[str, list[str]]:
+    """The official parts' groups, with val carved from train when the split ships none."""
+    parts = _official_parts(dataset)
+    for required in ("train", "test"):
+        if not parts[required]:
+            raise DatasetError(
+                f"{dataset.name}: the official split has no {required} part; "
+                "pass use_official=False to draw a random split"
+            )
+    if not parts["val"] and val_fraction > 0.0:
+        if len(parts["train"]) < 2:
+            raise ConfigError(
+                f"{dataset.name}: the official train part has {len(parts['train'])} "
+                "group(s), too few to carve a validation part; pass val_fraction=0. "
+                f"Received: val_fraction={val_fraction}"
+            )
+        parts["val"], parts["train"] = _carve(parts["train"], val_fraction, 1, rng)
+    return parts
+
+
 def split_dataset(
     dataset: Dataset,
     seed: int = 0,
@@ -223,6 +243,8 @@ def split_dataset(
             too few groups for the requested parts.
         DatasetError: a malformed official split (unassigned records, unknown part
             names, a group in two parts, no train or test part).
+
+    Long: two thirds of it is this docstring, the split rules users rely on.
     """
     seed = _check_seed(seed)
     test_fraction = _check_fraction("test_fraction", test_fraction)
@@ -235,22 +257,7 @@ def split_dataset(
     rng = np.random.default_rng(seed)
 
     if use_official and dataset.has_official_split:
-        parts = _official_parts(dataset)
-        for required in ("train", "test"):
-            if not parts[required]:
-                raise DatasetError(
-                    f"{dataset.name}: the official split has no {required} part; "
-                    "pass use_official=False to draw a random split"
-                )
-        if not parts["val"] and val_fraction > 0.0:
-            if len(parts["train"]) < 2:
-                raise ConfigError(
-                    f"{dataset.name}: the official train part has {len(parts['train'])} "
-                    "group(s), too few to carve a validation part; pass val_fraction=0. "
-                    f"Received: val_fraction={val_fraction}"
-                )
-            parts["val"], parts["train"] = _carve(parts["train"], val_fraction, 1, rng)
-        return _build(dataset, parts, seed, official=True)
+        return _build(dataset, _official_split_parts(dataset, val_fraction, rng), seed, official=True)
 
     groups = sorted(set(r.group for r in dataset.records))
     needed = 1 + (test_fraction > 0.0) + (val_fraction > 0.0)

@@ -11,8 +11,15 @@ from __future__ import annotations
 import re
 
 from keras_lmiqa.datasets.records import (
-    case_insensitive_index, make_dataset, parse_score, require_dir, require_file, require_images_exist,
-    read_pairs, resolve_inside, take_options,
+    case_insensitive_index,
+    make_dataset,
+    parse_score,
+    read_pairs,
+    require_dir,
+    require_file,
+    require_images_exist,
+    resolve_inside,
+    take_options,
 )
 from keras_lmiqa.errors import DatasetError
 

@@ -75,7 +75,8 @@ def _vit_s16(inputs, crop_size: int):
     return ClassTokenOutput(name="class_token_out")(x)
 
 
-def build_backbone(name: str, crop_size: int, weights: str = "none", freeze_batchnorm: bool | None = None) -> keras.Model:
+def build_backbone(name: str, crop_size: int, weights: str = "none",
+                   freeze_batchnorm: bool | None = None) -> keras.Model:
     """Build backbone `name` for `crop_size` crops and load `weights`.
 
     `freeze_batchnorm` (default: whether `weights` is pretrained) freezes the
@@ -92,7 +93,8 @@ def build_backbone(name: str, crop_size: int, weights: str = "none", freeze_batc
     inputs = keras.Input((crop_size, crop_size, 3), name="pixels")
     if name in ("tiny", "vit_s16"):
         if weights == "imagenet":
-            raise ConfigError(f"backbone {name} has no ImageNet weights in keras.applications; use --weights none or PATH")
+            raise ConfigError(f"backbone {name} has no ImageNet weights in keras.applications; "
+                              "use --weights none or PATH")
         features = _tiny(inputs) if name == "tiny" else _vit_s16(inputs, crop_size)
         model = keras.Model(inputs, features, name=f"{name}_backbone")
     else:

@@ -16,7 +16,8 @@ HEADERS = {
     "cpu-demo": ("Reproduces the CPU demo on the built-in demo dataset (the README's demo tables):\n"
                  "the `cpu-demo` preset, what `lmiqa train --dataset demo` uses by default, sized for\n"
                  "a 2-core CPU.\n"
-                 "  lmiqa protocol --config configs/cpu-demo.yaml --dataset demo --repeats 3 --output-dir runs/demo-protocol\n"
+                 "  lmiqa protocol --config configs/cpu-demo.yaml --dataset demo --repeats 3 "
+                 "--output-dir runs/demo-protocol\n"
                  "  lmiqa ablate --config configs/cpu-demo.yaml --dataset demo --output-dir runs/demo-ablation"),
     "cpu-photos": ("Reproduces the README's real-photograph table (BIQ2021, official split) on a\n"
                    "2-core CPU: the `cpu-photos` preset, ImageNet MobileNetV2 (weights: imagenet; pass\n"

@@ -19,7 +19,12 @@ from keras_lmiqa import artifacts
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.research import tables
 from keras_lmiqa.research.evaluate import (
-    METRICS_FILE, evaluate_model, evaluation_request, is_training_dataset, resolve_model, run_config_path,
+    METRICS_FILE,
+    evaluate_model,
+    evaluation_request,
+    is_training_dataset,
+    resolve_model,
+    run_config_path,
 )
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_lmiqa import artifacts, datasets
 from keras_lmiqa import metrics as iqa_metrics
+from keras_lmiqa.constants import SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ModelError
 
 SPLITS = ("test", "all")
@@ -90,7 +91,7 @@ def _test_records(dataset, config_path: str):
 
 def evaluate_model(model_path: str, dataset_name: str, data_root: str | None, split: str = "test",
                    output_dir: str | None = None, dataset_options: dict | None = None,
-                   batch_size: int = 32, scorer=None) -> dict:
+                   batch_size: int = SCORING_BATCH_SIZE, scorer=None) -> dict:
     """Score `dataset_name` with a model and measure the predictions against its labels.
 
     Args:

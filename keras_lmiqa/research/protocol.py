@@ -17,12 +17,11 @@ the changing model seed is what keeps the repeats distinct runs (docs/method.md)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from keras_lmiqa import artifacts
-from keras_lmiqa.config import TrainConfig
+from keras_lmiqa.config import TrainConfig, check_same_settings
 from keras_lmiqa.datasets.splits import protocol_seeds
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.metrics import METRIC_KEYS, summarize
@@ -37,16 +36,6 @@ SUMMARY_ROWS = ("median", "std")
 
 def split_dir(output_dir: str, seed: int) -> str:
     return os.path.join(output_dir, f"split-{seed}")
-
-
-def _check_same_settings(run_dir: str, config: TrainConfig) -> None:
-    """A finished split is only reused if it was trained with these settings."""
-    previous = artifacts.read_json(os.path.join(run_dir, "config.json")).get("config", {})
-    wanted = json.loads(json.dumps(config.to_dict()))
-    changed = sorted(k for k in wanted if k != "output_dir" and previous.get(k) != wanted[k])
-    if changed:
-        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
-                          "use a new --output-dir, or delete that folder to retrain it")
 
 
 def repeat_config(config: TrainConfig, seed: int, output_dir: str) -> TrainConfig:
@@ -68,15 +57,19 @@ def run_split(config: TrainConfig, seed: int, output_dir: str, train_fn=None) ->
     split_config = repeat_config(config, seed, output_dir)
     metrics_path = os.path.join(run_dir, "metrics.json")
     if os.path.isfile(metrics_path):
-        _check_same_settings(run_dir, split_config)
+        check_same_settings(run_dir, split_config)  # a finished split is reused only with these settings
         logger.info("split %d: finished earlier (%s), not retrained", seed, metrics_path)
-        if not os.path.isfile(os.path.join(run_dir, REPORT_FILE)):  # its report failed or predates reports
-            write_report(run_dir)
-        return artifacts.read_json(metrics_path)
-    if train_fn is None:
-        from keras_lmiqa.training import train as train_fn  # heavy import only when training
-    logger.info("split %d: training in %s", seed, run_dir)
-    return train_fn(split_config).metrics
+        metrics = artifacts.read_json(metrics_path)
+    else:
+        if train_fn is None:
+            from keras_lmiqa.training import train as train_fn  # heavy import only when training
+        logger.info("split %d: training in %s", seed, run_dir)
+        metrics = train_fn(split_config).metrics
+    # The report of a run trained now, or of one whose report failed or predates reports
+    # (a stand-in train_fn that writes no run folder gets none).
+    if os.path.isfile(metrics_path) and not os.path.isfile(os.path.join(run_dir, REPORT_FILE)):
+        write_report(run_dir)
+    return metrics
 
 
 def split_row(seed: int, test: dict, cross: dict[str, dict]) -> dict:

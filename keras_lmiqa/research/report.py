@@ -59,21 +59,38 @@ def read_image(path: str) -> np.ndarray:
         return tf.io.decode_image(handle.read(), channels=3, expand_animations=False).numpy()
 
 
+def scatter_png(rows: list[dict], kind: str, title: str) -> bytes | None:
+    """Predicted vs subjective scores of `rows` ({"mos", "predicted_mos"}) with the fitted
+    4-parameter logistic, as PNG; None below 3 rows (no fit). The run report's and
+    `lmiqa eval`'s figure."""
+    from keras_lmiqa.metrics import fit_logistic
+    from keras_lmiqa.research import figures
+
+    if len(rows) < 3:
+        return None
+    predicted = np.array([r["predicted_mos"] for r in rows], np.float64)
+    subjective = np.array([r["mos"] for r in rows], np.float64)
+    fit = fit_logistic(predicted, subjective)
+    return figures.png_bytes(figures.scatter_with_logistic(predicted, subjective, fit, kind, title))
+
+
+def write_png(path: str, png: bytes) -> None:
+    with artifacts.atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(png)
+
+
 def _figures(run_dir: str, record: dict, rows: list[dict]) -> dict[str, tuple[bytes, str]]:
     """name -> (PNG bytes, caption)."""
-    from keras_lmiqa.metrics import fit_logistic
     from keras_lmiqa.research import figures
     from keras_lmiqa.scorer import load_scorer
 
     scale = record["dataset"]["scale"]
     out = {}
-    if len(rows) >= 3:
-        predicted = np.array([r["predicted_mos"] for r in rows])
-        subjective = np.array([r["mos"] for r in rows])
-        fit = fit_logistic(predicted, subjective)
-        out["scatter"] = (figures.png_bytes(figures.scatter_with_logistic(
-            predicted, subjective, fit, scale.get("kind", "MOS"), f"test split, n={len(rows)}")),
-            "Predicted vs subjective score on the test split, with the fitted 4-parameter logistic.")
+    scatter = scatter_png(rows, scale.get("kind", "MOS"), f"test split, n={len(rows)}")
+    if scatter is not None:
+        out["scatter"] = (scatter, "Predicted vs subjective score on the test split, "
+                                   "with the fitted 4-parameter logistic.")
     history_path = os.path.join(run_dir, "history.json")
     if os.path.isfile(history_path):
         epochs = artifacts.read_json(history_path)["epochs"]
@@ -158,9 +175,7 @@ def write_report(run_dir: str) -> str:
         logger.debug("report failure", exc_info=True)
         raise ReportError(f"cannot build the report of {run_dir}: {type(error).__name__}: {error}") from None
     for name, (png, _) in figures.items():
-        with artifacts.atomic_path(os.path.join(run_dir, FIGURES_DIR, f"{name}.png")) as temporary:
-            with open(temporary, "wb") as handle:
-                handle.write(png)
+        write_png(os.path.join(run_dir, FIGURES_DIR, f"{name}.png"), png)
     path = os.path.join(run_dir, REPORT_FILE)
     with artifacts.atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:

@@ -5,8 +5,10 @@
 - `keras_lmiqa.serving.local_server`: `lmiqa serve`, a development server with the
   same APIs (imports TensorFlow; production is TF Serving, see serving/README.md).
 
-Importing this package (or `keras_lmiqa.serving.client`) loads neither TensorFlow nor
-Keras; the clients are imported lazily on first attribute access.
+The clients build no model and load no training code, but they need TensorFlow
+installed: `import keras_lmiqa` registers the Keras layers, and the request messages are
+tensorflow-serving-api's generated modules (`protos`). The clients are imported lazily on
+first attribute access.
 """
 
 from __future__ import annotations

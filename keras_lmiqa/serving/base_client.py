@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from keras_lmiqa.constants import CROP_KEYS, MODEL_NAME, OUTPUT_KEYS
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.images import as_inputs, read_bytes
 from keras_lmiqa.serving.status import RequestError
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 # Input alias of each exported signature (see keras_lmiqa/export.py).
 INPUT_KEYS = {"serving_default": "images", "score_pixels": "pixels"}
-OUTPUT_KEYS = ("score", "mos", "crop_scores", "crop_weights")
 RETRYABLE = ("UNAVAILABLE",)
 
 Progress = Callable[[int, int], None]
@@ -30,7 +30,7 @@ Progress = Callable[[int, int], None]
 class BaseClient:
     """Shared scoring logic. Args are those of :class:`keras_lmiqa.serving.Client`."""
 
-    def __init__(self, model_name: str = "lmiqa", signature: str = "serving_default", timeout: float = 10.0,
+    def __init__(self, model_name: str = MODEL_NAME, signature: str = "serving_default", timeout: float = 10.0,
                  batch_size: int = 32, retries: int = 3, backoff: float = 0.25, input_key: str | None = None):
         if not model_name:
             raise ConfigError(f"model_name must be non-empty. Received: model_name={model_name!r}")
@@ -211,8 +211,8 @@ def _concatenate(chunks: list[dict[str, np.ndarray] | None], total: int) -> dict
     keys = list(OUTPUT_KEYS) + [k for c in known[:1] for k in c if k not in OUTPUT_KEYS]
     result = {}
     for key in keys:
-        inner = next((np.shape(c[key])[1:] for c in known if key in c), (0,) if key.startswith("crop") else ())
-        if key.startswith("crop") and known:  # window counts differ between requests (image sizes):
+        inner = next((np.shape(c[key])[1:] for c in known if key in c), (0,) if key in CROP_KEYS else ())
+        if key in CROP_KEYS and known:  # window counts differ between requests (image sizes):
             longest = max(np.shape(c[key])[1] for c in known if key in c)  # pad with empty windows
             inner = (longest, *inner[1:])
         parts = [_pad_crops(np.asarray(c[key], np.float32), inner) if c is not None and key in c

@@ -13,8 +13,13 @@ import math
 import grpc
 import tensorflow as tf
 from tensorflow.core.protobuf import error_codes_pb2
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from keras_lmiqa.serving.predictor import Predictor
 from keras_lmiqa.serving.status import RequestError

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 from keras_lmiqa.artifacts import read_regular_file
+from keras_lmiqa.constants import MAX_MESSAGE_BYTES
 from keras_lmiqa.errors import ImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -38,8 +39,8 @@ def collect_images(paths: Iterable[str]) -> list[str]:
     return found
 
 
-# No request may exceed the servers' default 32 MiB body, so a larger file cannot be sent.
-MAX_IMAGE_FILE_BYTES = 32 * 2 ** 20
+# No request may exceed the servers' default body (32 MiB), so a larger file cannot be sent.
+MAX_IMAGE_FILE_BYTES = MAX_MESSAGE_BYTES
 
 
 def read_bytes(path: str, max_bytes: int = MAX_IMAGE_FILE_BYTES) -> bytes:

@@ -42,17 +42,22 @@ os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
 import grpc  # noqa: E402
 
+from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME  # noqa: E402
 from keras_lmiqa.errors import ModelError, ServingError  # noqa: E402
 from keras_lmiqa.serving.grpc_service import add_services  # noqa: E402
-from keras_lmiqa.serving.model_repository import ModelRepository  # noqa: E402
 from keras_lmiqa.serving.limits import (  # noqa: E402
-    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT, check_server_settings)
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_REQUEST_PIXELS,
+    DEFAULT_READ_TIMEOUT,
+    check_server_settings,
+)
+from keras_lmiqa.serving.model_repository import ModelRepository  # noqa: E402
 from keras_lmiqa.serving.predictor import Predictor  # noqa: E402
 from keras_lmiqa.serving.rest_server import RestServer  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES
 
 
 def _address(host: str, port: int) -> str:
@@ -81,7 +86,7 @@ class LocalServer:
     """
 
     def __init__(self, export_dir: str, port: int = 8500, rest_port: int | None = None, host: str = "127.0.0.1",
-                 model_name: str = "lmiqa", poll_seconds: float = 2.0, max_batch_size: int = 64,
+                 model_name: str = MODEL_NAME, poll_seconds: float = 2.0, max_batch_size: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
                  max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS, workers: int = 8,
@@ -115,7 +120,7 @@ class LocalServer:
     def versions(self) -> list[int]:
         return self.repository.versions()
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         """Load the versions, bind, start serving and polling. Raises ModelError when the
         export folder has no loadable version, ServingError when a port cannot be bound."""
         self.repository.refresh()
@@ -172,7 +177,7 @@ class LocalServer:
         """Block until `stop()` was called; True if stopped."""
         return self._stopped.wait(timeout)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start() if self.port is None else self
 
     def __exit__(self, *exc_info) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_lmiqa.constants import MODEL_NAME, WARMUP_FILE, version_dirs
 from keras_lmiqa.errors import ModelError
 from keras_lmiqa.image_io import error_reason
 from keras_lmiqa.serving.status import RequestError, code_name
@@ -32,23 +33,12 @@ from keras_lmiqa.serving.status import RequestError, code_name
 log = logging.getLogger(__name__)
 
 
-def version_dirs(export_dir: str) -> dict[int, str]:
-    """{version: path} of the complete-looking version folders of an export."""
-    found = {}
+def served_versions(export_dir: str) -> dict[int, str]:
+    """{version: path} of an export (`constants.version_dirs`); ModelError if it cannot be listed."""
     try:
-        names = os.listdir(export_dir)
+        return version_dirs(export_dir)
     except OSError as error:
         raise ModelError(f"cannot list export folder {export_dir}: {error.strerror or error}") from error
-    for name in names:
-        path = os.path.join(export_dir, name)
-        if name.startswith(".") or not name.isdigit() or not os.path.isdir(path):
-            continue
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            found[int(name)] = path
-    return found
-
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 class Servable:
@@ -155,7 +145,7 @@ class ModelRepository:
             `--load_retry_interval_micros` default).
     """
 
-    def __init__(self, export_dir: str, model_name: str = "lmiqa", poll_seconds: float = 2.0,
+    def __init__(self, export_dir: str, model_name: str = MODEL_NAME, poll_seconds: float = 2.0,
                  retry_seconds: float = 1.0, max_retry_seconds: float = 60.0):
         self.export_dir = os.path.abspath(export_dir)
         self.model_name = model_name
@@ -200,7 +190,7 @@ class ModelRepository:
         """Load new version folders (and failed ones due a retry), drop vanished ones;
         returns the versions loaded now."""
         with self._refresh_lock:
-            on_disk = version_dirs(self.export_dir)
+            on_disk = served_versions(self.export_dir)
             loaded = []
             for version in sorted(set(on_disk) - set(self.versions())):
                 path = on_disk[version]

@@ -18,6 +18,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from keras_lmiqa.constants import MAX_MESSAGE_BYTES
 from keras_lmiqa.image_io import error_reason, header_size, image_format
 from keras_lmiqa.serving.limits import DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS
 from keras_lmiqa.serving.model_repository import ModelRepository, Servable
@@ -115,7 +116,7 @@ class Predictor:
             Defaults to 1.
     """
 
-    def __init__(self, repository: ModelRepository, max_batch_size: int = 64, max_input_bytes: int = 32 * 2 ** 20,
+    def __init__(self, repository: ModelRepository, max_batch_size: int = 64, max_input_bytes: int = MAX_MESSAGE_BYTES,
                  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
                  max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS):
         for name, value in (("max_batch_size", max_batch_size), ("max_request_pixels", max_request_pixels),

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import numpy as np
 
+from keras_lmiqa.constants import MODEL_NAME
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.base_client import BaseClient
 from keras_lmiqa.serving.status import RequestError, code_from_http
@@ -33,7 +33,7 @@ class RestClient(BaseClient):
         headers: extra HTTP headers (e.g. an `Authorization` for a gateway).
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8501", model_name: str = "lmiqa",
+    def __init__(self, base_url: str = "http://127.0.0.1:8501", model_name: str = MODEL_NAME,
                  signature: str = "serving_default", timeout: float = 10.0, batch_size: int = 32,
                  retries: int = 3, *, backoff: float = 0.25, headers: dict[str, str] | None = None):
         super().__init__(model_name, signature, timeout, batch_size, retries, backoff)
@@ -66,7 +66,7 @@ class RestClient(BaseClient):
             except (ValueError, AttributeError):
                 message = text or error.reason
             raise RequestError(code_from_http(error.code), f"{message} [{url}]") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise RequestError("DEADLINE_EXCEEDED", f"no answer within {self.timeout} s [{url}]") from None
         except (urllib.error.URLError, ConnectionError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)

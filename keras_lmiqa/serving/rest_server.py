@@ -182,7 +182,7 @@ class RestServer:
             raise
         self.server_address = self._server.sockets[0].getsockname()[:2]
 
-    def start(self) -> "RestServer":
+    def start(self) -> RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="lmiqa-rest-loop", daemon=True)
         self._thread.start()
         return self

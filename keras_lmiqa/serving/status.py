@@ -47,7 +47,7 @@ class RequestError(ServingError):
         self.batch = batch
         super().__init__(f"{context}{code}: {details}" if context else f"{code}: {details}")
 
-    def with_batch(self, labels: Sequence[str], first: int, batch: tuple[int, int]) -> "RequestError":
+    def with_batch(self, labels: Sequence[str], first: int, batch: tuple[int, int]) -> RequestError:
         """The same error, its message naming the request and images it concerned."""
         shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
         last = first + len(labels) - 1

@@ -87,7 +87,8 @@ def test_live_original_dmos(live_root, spec):
 
 
 def test_live_wrong_entry_count(live_root):
-    scipy.io.savemat(os.path.join(live_root, "refnames_all.mat"), {"refnames_all": cell_array(["a.bmp"] * 981, (1, 981))})
+    scipy.io.savemat(os.path.join(live_root, "refnames_all.mat"),
+                     {"refnames_all": cell_array(["a.bmp"] * 981, (1, 981))})
     with pytest.raises(DatasetError, match=r"refnames_all has 981 entries, expected 982"):
         datasets.load("live", live_root)
 
@@ -268,7 +269,7 @@ def live_nan(root):
 
 
 def livec_names(root, first_kept):
-    names = ["t%d.bmp" % i for i in range(1, 8)] + [first_kept, "10.bmp", "1000.JPG"]
+    names = [f"t{i}.bmp" for i in range(1, 8)] + [first_kept, "10.bmp", "1000.JPG"]
     rewrite_mat(os.path.join(root, "Data", "AllImages_release.mat"), AllImages_release=cell_array(names, (10, 1)))
 
 
@@ -311,7 +312,8 @@ CASES = {
              lambda r: set_cell(os.path.join(r, SPAQ_XLSX), "Sheet1", "B2", "nan")),
     "livefb": ("livefb_root", None, "labels_image.csv", "EE371R/c.jpg",
                lambda r: rewrite_csv(os.path.join(r, "labels_image.csv"), lambda rows: rows[0].__setitem__(1, "MOS")),
-               lambda r: rewrite_csv(os.path.join(r, "labels_image.csv"), lambda rows: rows[1].__setitem__(0, "../x.jpg")),
+               lambda r: rewrite_csv(os.path.join(r, "labels_image.csv"),
+                                     lambda rows: rows[1].__setitem__(0, "../x.jpg")),
                lambda r: rewrite_csv(os.path.join(r, "labels_image.csv"), lambda rows: rows[1].__setitem__(1, ""))),
     "csv": ("csv_path", None, "labels.csv", "img/sub/b.jpg",
             lambda r: rewrite_csv(os.path.join(r, "labels.csv"), lambda rows: rows[0].__setitem__(1, "score")),

@@ -32,7 +32,8 @@ def random_dataset(rng):
     entries = []
     for g in range(n_groups):
         for k in range(int(rng.integers(1, 8))):
-            entries.append((f"/fake/g{g}/{k}.png", float(rng.uniform(0, 100)), f"grp-{rng.integers(0, 10**6)}-{g}", None))
+            group = f"grp-{rng.integers(0, 10**6)}-{g}"
+            entries.append((f"/fake/g{g}/{k}.png", float(rng.uniform(0, 100)), group, None))
     rng.shuffle(entries)
     return make_dataset("rand", "/fake", entries, higher_better=bool(rng.integers(0, 2)), synthetic=True)
 
@@ -148,7 +149,8 @@ def test_malformed_official_splits():
     unknown = make_dataset("x", "/fake", base + [("/fake/c.png", 3.0, "c", "holdout")], True, True)
     with pytest.raises(DatasetError, match="holdout"):
         split_dataset(unknown, val_fraction=0.0)
-    no_test = make_dataset("x", "/fake", [("/fake/a.png", 1.0, "a", "train"), ("/fake/b.png", 2.0, "b", "val")], True, True)
+    no_test = make_dataset("x", "/fake", [("/fake/a.png", 1.0, "a", "train"), ("/fake/b.png", 2.0, "b", "val")],
+                           True, True)
     with pytest.raises(DatasetError, match="no test part"):
         split_dataset(no_test)
     with pytest.raises(ConfigError, match="too few"):

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lmiqa import export
+from keras_lmiqa.constants import version_dirs
 from keras_lmiqa.errors import ConfigError, ModelError
 from keras_lmiqa.evaluation import predict_quality
 
@@ -170,7 +171,7 @@ def test_versions_overwrite_and_cli(exported, trained_run, tmp_path, capsys):
 
     second = export.export_model(model, base)
     assert second == os.path.join(base, "2") and export.latest_version(base) == 2
-    assert export.version_dirs(base) == [os.path.join(base, "1"), second]
+    assert version_dirs(base) == {1: os.path.join(base, "1"), 2: second}
     assert sorted(os.listdir(base)) == ["1", "2", "notes"]  # the leftover removed, no temp dir of ours left
     assert os.stat(second).st_mode & 0o755 == 0o755
 

@@ -166,8 +166,10 @@ def test_concurrent_load_with_a_version_swap(versions):
     by_version = {v: sum(1 for r in ok if r[5] == v) for v in (1, 2)}
     figures = {
         "seconds": SECONDS, "clients": CLIENTS, "served": len(ok), "rejected": len(refused), "failed": len(problems),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1), "p99_ms": round(float(np.percentile(latencies, 99)), 1),
-        "served_by_version": by_version, "swap_to_published_s": round(published - swapped, 2), "rss_warm_mb": round(rss_warm, 1), "rss_end_mb": round(rss_end, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "served_by_version": by_version, "swap_to_published_s": round(published - swapped, 2),
+        "rss_warm_mb": round(rss_warm, 1), "rss_end_mb": round(rss_end, 1),
         "rejected_by_kind": {name: sum(1 for r in refused if r[2] == name) for name in INVALID},
     }
     print("\nserving load:", json.dumps(figures))

@@ -29,8 +29,7 @@ def _one_line_error(capsys, command: str) -> str:
 
 def test_killed_export_leaves_no_version(untrained_model, tmp_path):
     from keras_lmiqa import export
-    from keras_lmiqa.serving.model_repository import ModelRepository
-    from keras_lmiqa.serving.model_repository import version_dirs as served_versions
+    from keras_lmiqa.serving.model_repository import ModelRepository, served_versions
 
     base = tmp_path / "lmiqa"
     process = subprocess.Popen([sys.executable, "-m", "keras_lmiqa.cli", "export", "--model", untrained_model,
@@ -49,7 +48,7 @@ def test_killed_export_leaves_no_version(untrained_model, tmp_path):
         process.kill()
         process.wait()
     assert [p.name for p in base.iterdir()] == [temporary[0].name]  # only the partial temporary folder
-    assert export.version_dirs(str(base)) == [] and export.latest_version(str(base)) is None
+    assert export.latest_version(str(base)) is None
     assert served_versions(str(base)) == {}
     repository = ModelRepository(str(base), poll_seconds=0)
     assert repository.refresh() == [] and repository.versions() == []
@@ -365,12 +364,12 @@ def test_weights_flipped_in_place_fail_their_crc(run_copy):
 def test_a_model_scoring_outside_the_range_is_refused(tmp_path, photo_png, capsys):
     """A model whose head went wild (valid file, valid checksum) scores -2e25: refused."""
     import keras
+    from untrained import write_untrained_run
 
     from keras_lmiqa import artifacts
     from keras_lmiqa.cli import main
     from keras_lmiqa.export import load_branch
     from keras_lmiqa.scorer import load_scorer
-    from untrained import write_untrained_run
 
     path = write_untrained_run(str(tmp_path / "wild"))
     model = load_branch(path)

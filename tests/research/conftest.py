@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from research_helpers import CountingTrain, tiny_config
 from toy_data import make_toy_dataset
 

@@ -5,8 +5,8 @@ import os
 import shutil
 
 import pytest
-
 from research_helpers import CountingTrain
+
 from keras_lmiqa.research.ablation import SWITCHES, run_ablation
 
 

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 
+import matplotlib.image
 import numpy as np
 import pytest
 from scipy import stats
@@ -37,6 +38,11 @@ def test_eval_cli_on_the_runs_test_split_matches_training(run_dir, toy_dataset, 
     expected = {r["path"]: float(r["mos"]) for r in _rows(os.path.join(run_dir, "test_predictions.csv"))}
     assert {r["path"]: float(r["mos"]) for r in rows} == expected
     assert f"SRCC {written['metrics']['srcc']:.4f}" in capsys.readouterr().out
+    # The scatter with the fitted logistic, drawn by the run report's code: the points
+    # (tab:blue at alpha 0.7 on white) and the curve (tab:red) are both on it.
+    pixels = matplotlib.image.imread(os.path.join(out, "scatter.png"))[..., :3]
+    near = lambda rgb: (np.abs(pixels - np.array(rgb)).max(axis=-1) < 0.08).sum()  # noqa: E731
+    assert near((0.839, 0.153, 0.157)) > 100 and near((0.385, 0.627, 0.794)) > 20
 
 
 def test_cross_dataset_on_a_dmos_dataset_keeps_the_sign(run_dir, toy_dataset, dmos_twin, tmp_path):

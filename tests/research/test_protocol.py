@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
-
 from research_helpers import tiny_config
+
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.research.protocol import run_protocol
 

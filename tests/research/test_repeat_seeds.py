@@ -13,8 +13,8 @@ import types
 import cv2
 import numpy as np
 import pytest
-
 from research_helpers import tiny_config
+
 from keras_lmiqa import datasets
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError

@@ -1,4 +1,5 @@
-"""report.html (built at the end of train()) and `lmiqa explain`: every figure embedded and decodable."""
+"""report.html (built after training by `lmiqa train` and the protocol) and `lmiqa explain`:
+every figure embedded and decodable."""
 
 import base64
 import csv

@@ -56,8 +56,8 @@ def start_tfserving(export_dir: str, poll_seconds: int = 1) -> RunningServer:
     folder = tempfile.mkdtemp(prefix="tfs-config-")
     config = os.path.join(folder, "models.config")
     with open(config, "w") as handle:
-        handle.write('model_config_list { config { name: "lmiqa" base_path: "%s" model_platform: "tensorflow" '
-                     'model_version_policy { all {} } } }\n' % os.path.abspath(export_dir))
+        handle.write(f'model_config_list {{ config {{ name: "lmiqa" base_path: "{os.path.abspath(export_dir)}" '
+                     'model_platform: "tensorflow" model_version_policy { all {} } } }\n')
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
         [TFS_BINARY, f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}",

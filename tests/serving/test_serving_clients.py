@@ -96,7 +96,7 @@ def test_status_shows_available_versions(grpc_client, rest_client):
 def test_unknown_model_and_version_are_not_found(server, photo_paths):
     for client in (Client(server.grpc_target, model_name="nope", retries=0), RestClient(server.rest_url, "nope")):
         with client:
-            for call in (lambda: client.score(photo_paths[:1]), client.status, client.metadata):
+            for call in (lambda client=client: client.score(photo_paths[:1]), client.status, client.metadata):
                 with pytest.raises(RequestError) as caught:
                     call()
                 assert caught.value.code == "NOT_FOUND"

@@ -81,7 +81,7 @@ def test_teacher_mse_waits_for_the_warm_up():
     for index in range(4):
         terms = step(_batch(index))
         seen.append((float(terms["mutual"]), float(terms["mutual_mse"]), float(terms["mutual_kl"])))
-    for mutual, mse, kl in seen[:2]:
+    for mutual, _mse, kl in seen[:2]:
         assert mutual == pytest.approx(0.1 * kl, rel=1e-6)
     for mutual, mse, kl in seen[2:]:
         assert mse > 0
