@@ -8,8 +8,9 @@ Public API:
     metrics.evaluate(pred, mos)  SRCC, PLCC, KRCC, RMSE
     export_model(...)            a versioned SavedModel for TF Serving (keras_lmiqa.export)
 
-Importing the package registers its Keras layers, so
-`keras.saving.load_model("model.keras")` works after `import keras_lmiqa`. The
+Importing the package registers its Keras layers and the standalone model, so
+`keras.saving.load_model("model.keras")` works after `import keras_lmiqa` and gives a
+model that takes images and returns the scores (`keras_lmiqa.models.image_quality`). The
 serving clients (`keras_lmiqa.serving.Client`) build no model.
 """
 
@@ -20,6 +21,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_lmiqa.models import layers as _layers  # noqa: E402,F401  registers the custom Keras layers
+from keras_lmiqa.models import image_quality as _image_quality  # noqa: E402,F401  registers the standalone model
 
 __version__ = "0.1.0"
 

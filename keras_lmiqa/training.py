@@ -1,7 +1,8 @@
 """`train(config)`: data, strategy, the loop, backups, TensorBoard, validation, artifacts.
 
 The run folder (`config.output_dir`) ends with, each written atomically:
-    model.keras    the export branch (teacher by default) at the best validation epoch
+    model.keras    the standalone model (images in, scores out: `models.image_quality`) of the
+                   export branch (teacher by default) at the best validation epoch
     config.json    the TrainConfig, the dataset's score scale, the split, versions
     metrics.json   {"val": ..., "test": {srcc, plcc, plcc_logistic, krcc, rmse, n}, ...}
 and keeps `backup/` (rolling checkpoint: rerunning the same command resumes where a
@@ -26,6 +27,8 @@ from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.evaluation import evaluate_many, evaluate_records
+from keras_lmiqa.inference_spec import InferenceSpec
+from keras_lmiqa.models.image_quality import image_quality_model, run_info
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
 from keras_lmiqa.research.report import write_report
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
@@ -232,9 +235,11 @@ def train(config: TrainConfig) -> RunResult:
     exported = trainer.branches[branch]
     exported.load_weights(best_path)
     model_path = os.path.join(run_dir, "model.keras")
-    artifacts.save_keras(exported, model_path)
+    # The standalone model (images in, scores out): the branch with the run's inference spec.
+    spec = InferenceSpec.from_config(config, dataset.scale, dataset.name, branch)
+    artifacts.save_keras(image_quality_model(exported, spec, run_info(config, record)), model_path)
     saved = keras.saving.load_model(model_path)  # measure what was shipped, not what is in memory
-    test_metrics, predictions = evaluate_records(saved, test_records, dataset.scale, config) if test_records else ({}, [])
+    test_metrics, predictions = evaluate_records(saved, test_records, dataset.scale, saved.spec) if test_records else ({}, [])
     metrics = {
         "val": {**best["val"], "epoch": best["epoch"], "branch": best["branch"]} if best else {},
         "test": test_metrics,
