@@ -1,7 +1,8 @@
 """SavedModel export: encoded images (or pixels) in, quality out, all inside the graph.
 
 `export_model(model.keras, EXPORTS/lmiqa)` writes `EXPORTS/lmiqa/<version>/`, the layout
-TF Serving watches. The version folder is written beside its final place
+TF Serving watches. The standalone `model.keras` (`models.image_quality`) is all it
+reads; an older run's crop-only model.keras needs the run's config.json beside it. The version folder is written beside its final place
 (`.tmp-<version>-xxxx`, a name TF Serving ignores) and renamed into place, so a server
 never loads a half-written version; `--overwrite` exchanges it with the old folder in
 one syscall, so version N never goes missing. The next export (or `lmiqa export

@@ -82,6 +82,7 @@ class ImageQualityPreprocessor(keras.layers.Layer):
     def __init__(self, spec, **kwargs):
         super().__init__(**kwargs)
         self._spec = spec if isinstance(spec, InferenceSpec) else InferenceSpec.from_dict(spec)
+        self.built = True  # no weights: nothing to build
 
     @property
     def spec(self) -> InferenceSpec:
