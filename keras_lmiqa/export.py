@@ -2,8 +2,9 @@
 
 `export_model(model.keras, EXPORTS/lmiqa)` writes `EXPORTS/lmiqa/<version>/`, the layout
 TF Serving watches. The standalone `model.keras` (`models.image_quality`) is all it
-reads; an older run's crop-only model.keras needs the run's config.json beside it. The version folder is written beside its final place
-(`.tmp-<version>-xxxx`, a name TF Serving ignores) and renamed into place, so a server
+reads; an older run's crop-only model.keras needs the run's config.json beside it. The
+version folder is written beside its final place (`.tmp-<version>-xxxx`, a name TF
+Serving ignores) and renamed into place, so a server
 never loads a half-written version; `--overwrite` exchanges it with the old folder in
 one syscall, so version N never goes missing. The next export (or `lmiqa export
 --clean`) removes what killed exports left (`recover_exports`). It holds
@@ -207,7 +208,8 @@ def score_images(model, spec: InferenceSpec, elements, prepare, name: str = "ima
     memory holds one decoded image and one chunk of its crops whatever the batch, and an
     image's outputs are bit-identical alone or in any batch. Only the outputs are padded:
     per-window ones to the request's longest window list, with empty windows of weight,
-    score and saliency 0.
+    score and saliency 0. `spec` (the model's `InferenceSpec`) gives the windows, the
+    chunk size and the score scale of `mos`.
     """
 
     def one(args):
