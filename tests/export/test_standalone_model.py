@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_lmiqa
 from keras_lmiqa import artifacts, export
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.inference_spec import InferenceSpec
 
 TOLERANCE = 1e-5
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The fresh process imports the keras_lmiqa these tests import (a worktree's, when run from one).
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(keras_lmiqa.__file__)))
 
 # Run in a fresh process, in a folder holding model.keras and nothing else: images come
 # in on stdin (an .npz), the outputs go out on stdout as JSON.
@@ -85,7 +87,7 @@ def test_fresh_process_loads_model_keras_alone_and_gives_serving_default_scores(
     payload = io.BytesIO()
     np.savez(payload, batch=inputs["batch"], first=inputs["first"], second=inputs["second"],
              jpeg=np.frombuffer(inputs["jpeg"], np.uint8))
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-c", FRESH_PROCESS], cwd=alone, input=payload.getvalue(),
                           capture_output=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
