@@ -8,8 +8,9 @@ Public API:
     metrics.evaluate(pred, mos)  SRCC, PLCC, KRCC, RMSE
     export_model(...)            a versioned SavedModel for TF Serving (keras_lmiqa.export)
 
-Importing the package registers its Keras layers, so
-`keras.saving.load_model("model.keras")` works after `import keras_lmiqa`. The
+Importing the package registers its Keras layers and the standalone model, so
+`keras.saving.load_model("model.keras")` works after `import keras_lmiqa` and gives a
+model that takes images and returns the scores (`keras_lmiqa.models.image_quality`). The
 serving clients (`keras_lmiqa.serving.Client`) build no model.
 """
 
@@ -20,6 +21,7 @@ from keras_lmiqa import tf_logs
 # TensorFlow's C++ start-up lines drown the commands' own output (`lmiqa -v` shows them).
 tf_logs.import_tensorflow()
 
+from keras_lmiqa.models import image_quality as _image_quality  # noqa: E402,F401  registers the standalone model
 from keras_lmiqa.models import layers as _layers  # noqa: E402,F401  registers the custom Keras layers
 
 __version__ = "0.1.0"

@@ -1,8 +1,10 @@
 """SavedModel export: encoded images (or pixels) in, quality out, all inside the graph.
 
 `export_model(model.keras, EXPORTS/lmiqa)` writes `EXPORTS/lmiqa/<version>/`, the layout
-TF Serving watches. The version folder is written beside its final place
-(`.tmp-<version>-xxxx`, a name TF Serving ignores) and renamed into place, so a server
+TF Serving watches. The standalone `model.keras` (`models.image_quality`) is all it
+reads; an older run's crop-only model.keras needs the run's config.json beside it. The
+version folder is written beside its final place (`.tmp-<version>-xxxx`, a name TF
+Serving ignores) and renamed into place, so a server
 never loads a half-written version; `--overwrite` exchanges it with the old folder in
 one syscall, so version N never goes missing. The next export (or `lmiqa export
 --clean`) removes what killed exports left (`recover_exports`). It holds
@@ -60,6 +62,14 @@ from keras_lmiqa.constants import ASSETS_EXTRA, MODEL_NAME, OUTPUT_KEYS, WARMUP_
 from keras_lmiqa.crops import cut_crops
 from keras_lmiqa.datasets.records import ScoreScale
 from keras_lmiqa.errors import ConfigError, ModelError
+from keras_lmiqa.inference_spec import InferenceSpec, as_inference_spec
+from keras_lmiqa.models.image_quality import (
+    ImageQualityModel,
+    image_quality_model,
+    run_info,
+    score_encoded_batch,
+    score_pixel_batch,
+)
 from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.pipeline import decode_image, inference_elements
 
@@ -92,12 +102,12 @@ def _check_encoded(contents, index):
 CHUNK_PIXELS = 16 * 224 * 224
 
 
-def windows_per_call(config: TrainConfig) -> int:
+def windows_per_call(spec: InferenceSpec) -> int:
     """Windows one call of the branch scores: CHUNK_PIXELS worth of crops, at least one."""
-    return max(1, CHUNK_PIXELS // (config.crop_size * config.crop_size))
+    return max(1, CHUNK_PIXELS // (spec.crop_size * spec.crop_size))
 
 
-def max_windows(config: TrainConfig) -> int:
+def max_windows(spec: InferenceSpec) -> int:
     """Most inference windows the export accepts for one image.
 
     An image with both sides >= crop_size S and at most max_pixels P pixels has at most
@@ -105,19 +115,19 @@ def max_windows(config: TrainConfig) -> int:
     strip thinner than S (each native window then a square of its short side) has more,
     one per short side along its length: a 1 x 50 000 000 PNG would make 5e7 windows.
     """
-    tiles = -(-config.max_pixels // (config.crop_size * config.crop_size))
-    return 2 * tiles + 2 + len(config.scales) * config.grid_size ** 2
+    tiles = -(-spec.max_pixels // (spec.crop_size * spec.crop_size))
+    return 2 * tiles + 2 + len(spec.scales) * spec.grid_size ** 2
 
 
-def _check_window_count(image, config: TrainConfig, name: str, index):
+def _check_window_count(image, spec: InferenceSpec, name: str, index):
     """Assert `image` (`name[index]` of the request) has at most `max_windows` native-scale
     windows (`crops.grid_windows`), before the window list is built; returns the image."""
-    if not any(float(s) >= 1.0 for s in config.scales):  # grids only: grid_size^2 per scale
+    if not any(float(s) >= 1.0 for s in spec.scales):  # grids only: grid_size^2 per scale
         return image
     shape = tf.shape(image, out_type=tf.int64)
-    side = tf.maximum(tf.minimum(tf.constant(config.crop_size, tf.int64), tf.minimum(shape[0], shape[1])), 1)
+    side = tf.maximum(tf.minimum(tf.constant(spec.crop_size, tf.int64), tf.minimum(shape[0], shape[1])), 1)
     count = ((shape[0] + side - 1) // side) * ((shape[1] + side - 1) // side)
-    limit = max_windows(config)
+    limit = max_windows(spec)
     check = tf.debugging.Assert(count <= limit, [tf.strings.format(
         name + "[{}] ({}x{} pixels) would need {} crop windows, above the limit of {} (max_windows): too thin a strip",
         (index, shape[1], shape[0], count, tf.constant(limit, tf.int64)))])
@@ -125,15 +135,15 @@ def _check_window_count(image, config: TrainConfig, name: str, index):
         return tf.identity(image)
 
 
-def decode_one(contents, index, config: TrainConfig):
+def decode_one(contents, index, spec: InferenceSpec):
     """One encoded image -> (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]), checked."""
-    image = decode_image(_check_encoded(contents, index), config.max_pixels)
-    image = _check_window_count(image, config, "images", index)
-    windows, saliency = inference_elements(image, config)
+    image = decode_image(_check_encoded(contents, index), spec.max_pixels)
+    image = _check_window_count(image, spec, "images", index)
+    windows, saliency = inference_elements(image, spec)
     return image, windows, saliency
 
 
-def decode_batch(images, config: TrainConfig):
+def decode_batch(images, spec: InferenceSpec):
     """Encoded images [B] -> (padded pixels [B, Hmax, Wmax, 3] uint8, windows [B, G, 4], saliency [B, G]).
 
     The batch `inference_dataset` would make (zero-padded at the bottom/right, window
@@ -141,8 +151,10 @@ def decode_batch(images, config: TrainConfig):
     The export itself never pads: `score_images` takes one image at a time.
     """
 
+    spec = as_inference_spec(spec)
+
     def one(args):
-        image, windows, saliency = decode_one(*args, config)
+        image, windows, saliency = decode_one(*args, spec)
         return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
 
     images = tf.convert_to_tensor(images, tf.string)
@@ -154,32 +166,32 @@ def decode_batch(images, config: TrainConfig):
     return decoded.to_tensor(), windows.to_tensor(), saliency.to_tensor()
 
 
-def pixels_one(image, index, config: TrainConfig):
+def pixels_one(image, index, spec: InferenceSpec):
     """One decoded image [H, W, 3] uint8 of `score_pixels` -> (pixels, windows [G, 4], saliency [G]), checked."""
     shape = tf.shape(image, out_type=tf.int64)
     checks = [
         tf.debugging.assert_positive(shape[0] * shape[1], message="pixels is empty (zero height or width)"),
-        tf.debugging.assert_less_equal(shape[0] * shape[1], tf.constant(config.max_pixels, tf.int64),
+        tf.debugging.assert_less_equal(shape[0] * shape[1], tf.constant(spec.max_pixels, tf.int64),
                                        message="image exceeds the pixel limit (max_pixels)"),
     ]
     with tf.control_dependencies(checks):
-        image = _check_window_count(tf.identity(image), config, "pixels", index)
-    windows, saliency = inference_elements(image, config)
+        image = _check_window_count(tf.identity(image), spec, "pixels", index)
+    windows, saliency = inference_elements(image, spec)
     return image, windows, saliency
 
 
-def crop_outputs(model, config: TrainConfig, image, windows):
+def crop_outputs(model, spec: InferenceSpec, image, windows):
     """Per-window (quality [G], importance logits [G]) of one image, `windows_per_call` windows per call.
 
     The crops of a chunk are cut from the image's own pixels (no padding) just before
     the call that scores them, so memory holds one chunk of crops and its activations.
     """
-    chunk = windows_per_call(config)
+    chunk = windows_per_call(spec)
     steps = (tf.shape(windows)[0] + chunk - 1) // chunk
 
     def body(step, scores, logits):
         part = windows[step * chunk:(step + 1) * chunk]
-        outputs = model(cut_crops(image[tf.newaxis], part[tf.newaxis], config.crop_size), training=False)
+        outputs = model(cut_crops(image[tf.newaxis], part[tf.newaxis], spec.crop_size), training=False)
         return (step + 1, scores.write(step, tf.cast(outputs["crop_scores"][0], tf.float32)),
                 logits.write(step, tf.cast(outputs["crop_logits"][0], tf.float32)))
 
@@ -189,7 +201,7 @@ def crop_outputs(model, config: TrainConfig, image, windows):
     return scores.concat(), logits.concat()
 
 
-def score_images(model, config: TrainConfig, scale: ScoreScale, elements, prepare, name: str = "images") -> dict:
+def score_images(model, spec: InferenceSpec, elements, prepare, name: str = "images") -> dict:
     """Score each image of a request on its own; returns `OUTPUT_KEYS`.
 
     `prepare(element, index)` turns one element of `elements` (input `name`: encoded
@@ -198,12 +210,13 @@ def score_images(model, config: TrainConfig, scale: ScoreScale, elements, prepar
     memory holds one decoded image and one chunk of its crops whatever the batch, and an
     image's outputs are bit-identical alone or in any batch. Only the outputs are padded:
     per-window ones to the request's longest window list, with empty windows of weight,
-    score and saliency 0.
+    score and saliency 0. `spec` (the model's `InferenceSpec`) gives the windows, the
+    chunk size and the score scale of `mos`.
     """
 
     def one(args):
         image, windows, saliency = prepare(*args)
-        crop_scores, logits = crop_outputs(model, config, image, windows)
+        crop_scores, logits = crop_outputs(model, spec, image, windows)
         score, weights = importance_pool(crop_scores, logits)  # every window of one image holds pixels
         return score, crop_scores, weights, windows, saliency
 
@@ -218,6 +231,7 @@ def score_images(model, config: TrainConfig, scale: ScoreScale, elements, prepar
         fn_output_signature=(tf.TensorSpec([], tf.float32), per_window, per_window,
                              tf.RaggedTensorSpec([None, 4], tf.float32, ragged_rank=0), per_window))
     score = bounded_score(score)
+    scale = spec.scale
     unit = score if scale.higher_better else 1.0 - score
     return {
         "score": score,
@@ -233,20 +247,18 @@ class LMIQAModule(tf.Module):
     """The exported object: the branch model and the scoring functions around it.
 
     Args:
-        model: the branch (`build_branch`): crops (batch, crops, S, S, 3) uint8 -> dict.
-        config: the run's `TrainConfig` (crop size, scales, grid, saliency, pixel limit).
-        scale: the training dataset's `ScoreScale` (for the `mos` output).
+        model: the standalone `ImageQualityModel` (its branch and `InferenceSpec`).
         metadata: a JSON-serialisable dict returned by `metadata()` as a JSON string.
 
     `serving_default(images)` takes encoded images tf.string [batch];
-    `score_pixels(pixels)` uint8 [batch, H, W, 3]. Both return `OUTPUT_KEYS`.
+    `score_pixels(pixels)` uint8 [batch, H, W, 3]. Both return `OUTPUT_KEYS`, by the
+    graph functions the Keras model runs (`models.image_quality`).
     """
 
-    def __init__(self, model, config: TrainConfig, scale: ScoreScale, metadata: dict, **kwargs):
+    def __init__(self, model, metadata: dict, **kwargs):
         super().__init__(name=kwargs.pop("name", MODEL_NAME), **kwargs)
-        self.model = model
-        self._config = config
-        self._scale = scale
+        self.model = model.branch  # only the branch's variables go into the SavedModel
+        self.spec = model.spec
         self._metadata_json = json.dumps(metadata, sort_keys=True)
         self.serving_default = tf.function(
             self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
@@ -255,12 +267,10 @@ class LMIQAModule(tf.Module):
         self.metadata = tf.function(self._metadata, input_signature=[])
 
     def _serve_bytes(self, images):
-        return score_images(self.model, self._config, self._scale, tf.convert_to_tensor(images, tf.string),
-                            lambda contents, index: decode_one(contents, index, self._config), "images")
+        return score_encoded_batch(self.model, self.spec, images)
 
     def _serve_pixels(self, pixels):
-        return score_images(self.model, self._config, self._scale, tf.convert_to_tensor(pixels, tf.uint8),
-                            lambda image, index: pixels_one(image, index, self._config), "pixels")
+        return score_pixel_batch(self.model, self.spec, pixels)
 
     def _metadata(self):
         return {"json": tf.constant(self._metadata_json)}
@@ -291,9 +301,10 @@ def bounded_score(score):
 # ---------------------------------------------------------------- loading a run
 
 
-def load_branch(model_path: str):
-    """Load a branch `model.keras` (safe mode) after checking its checksum
-    (`artifacts.verify_keras`); ModelError naming the file if it cannot."""
+def load_model_file(model_path: str):
+    """Load a `model.keras` (safe mode) after checking its checksum (`artifacts.verify_keras`):
+    a standalone `ImageQualityModel`, or the branch alone (run folders made before it).
+    ModelError naming the file if it cannot."""
     if not os.path.isfile(model_path):
         raise ModelError(f"model file not found: {model_path}")
     import keras_lmiqa.models  # noqa: F401  (registers the custom layers)
@@ -304,9 +315,17 @@ def load_branch(model_path: str):
     except Exception as error:  # checksum, zipfile, h5py, JSON and Keras errors all mean "unreadable"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"cannot load model {model_path} (corrupt or partial file?): {reason}") from None
+    if isinstance(model, ImageQualityModel):
+        return model
     if not isinstance(model.output, dict) or "score" not in model.output:
-        raise ModelError(f"{model_path} is not an LML-IQA branch model (no 'score' output)")
+        raise ModelError(f"{model_path} is not an LML-IQA model (no 'score' output)")
     return model
+
+
+def load_branch(model_path: str):
+    """The branch (crops in) of a `model.keras`, standalone or branch-only (`load_model_file`)."""
+    model = load_model_file(model_path)
+    return model.branch if isinstance(model, ImageQualityModel) else model
 
 
 def read_run_record(config_path: str) -> tuple[TrainConfig, ScoreScale, dict]:
@@ -322,43 +341,72 @@ def read_run_record(config_path: str) -> tuple[TrainConfig, ScoreScale, dict]:
     return config, scale, record
 
 
-def build_metadata(config: TrainConfig, scale: ScoreScale, record: dict) -> dict:
-    """What `lmiqa_metadata.json` holds (without the export time)."""
-    dataset = record.get("dataset", {})
+def run_spec(config: TrainConfig, scale: ScoreScale, record: dict) -> InferenceSpec:
+    """The `InferenceSpec` of a run folder's config.json record."""
+    return InferenceSpec.from_config(config, scale, record.get("dataset", {}).get("name", config.dataset))
+
+
+def build_metadata(spec: InferenceSpec, info: dict) -> dict:
+    """What `lmiqa_metadata.json` holds (without the export time): the model's spec and provenance."""
+    scale = spec.scale
     return {
         "format": METADATA_FORMAT,
         "model_name": MODEL_NAME,
-        "dataset": {"name": dataset.get("name", config.dataset), "scale": scale.to_dict()},
+        "dataset": {"name": spec.dataset, "scale": scale.to_dict()},
         "score": {"range": [0.0, 1.0], "higher_better": True,
                   "mos": {"low": scale.low, "high": scale.high, "higher_better": scale.higher_better,
                           "kind": scale.kind}},
-        "crops": {"crop_size": config.crop_size, "scales": list(config.scales), "grid_size": config.grid_size,
+        "crops": {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
                   "windows": "native scale tiles the image (ceil(H/S) x ceil(W/S)), grid_size^2 per coarser "
                              "scale, duplicates removed; padded with empty windows in a batch",
-                  "saliency_long_side": config.saliency_long_side, "max_pixels": config.max_pixels},
-        "model": {"backbone": config.backbone, "branch": config.export_branch},
+                  "window_rule": spec.window_rule,
+                  "saliency_long_side": spec.saliency_long_side, "max_pixels": spec.max_pixels},
+        "model": {"backbone": info.get("backbone"), "branch": spec.export_branch},
         "signatures": {"serving_default": {"inputs": {"images": "string [batch]"}},
                        "score_pixels": {"inputs": {"pixels": "uint8 [batch, H, W, 3]"}},
                        "outputs": list(OUTPUT_KEYS)},
-        "commit": record.get("commit"),
-        "versions": {**record.get("versions", {}), "export": {"tensorflow": tf.__version__,
-                                                              "keras": keras.__version__}},
+        "commit": info.get("commit"),
+        "versions": {**info.get("versions", {}), "export": {"tensorflow": tf.__version__,
+                                                            "keras": keras.__version__}},
     }
 
 
-def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
-    """Load a run's branch and config into an `LMIQAModule`; returns it and its metadata."""
+# The spec fields an explicit --config must agree on with a standalone model's own.
+_SCORING_FIELDS = ("crop_size", "scales", "grid_size", "saliency_long_side", "max_pixels",
+                   "score_low", "score_high", "higher_better")
+
+
+def load_image_model(model_path: str, config_path: str | None = None) -> ImageQualityModel:
+    """The standalone model of a `model.keras`.
+
+    A standalone file carries its spec: config.json is not read (an explicit
+    `config_path` is checked against it). A branch-only file (run folders made before)
+    is wrapped with the spec of `config_path`, default the config.json beside it.
+    """
     model_path = os.fspath(model_path)
-    if not os.path.isfile(model_path):
-        raise ModelError(f"model file not found: {model_path}")
+    model = load_model_file(model_path)
+    if isinstance(model, ImageQualityModel):
+        if config_path is not None:
+            config, scale, record = read_run_record(config_path)
+            given = run_spec(config, scale, record)
+            differ = [name for name in _SCORING_FIELDS if getattr(given, name) != getattr(model.spec, name)]
+            if differ:
+                raise ModelError(f"{config_path} disagrees with the settings saved in {model_path} "
+                                 f"({', '.join(differ)}); leave out --config to use the model's own")
+        return model
     config_path = config_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     config, scale, record = read_run_record(config_path)
-    model = load_branch(model_path)
     input_side = model.inputs[0].shape[2]
     if input_side is not None and input_side != config.crop_size:
         raise ModelError(f"{model_path} takes {input_side}px crops but {config_path} says crop_size={config.crop_size}")
-    metadata = build_metadata(config, scale, record)
-    return LMIQAModule(model, config, scale, metadata), metadata
+    return image_quality_model(model, run_spec(config, scale, record), run_info(config, record))
+
+
+def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
+    """Load a run's model (`load_image_model`) into an `LMIQAModule`; returns it and its metadata."""
+    model = load_image_model(model_path, config_path)
+    metadata = build_metadata(model.spec, model.info)
+    return LMIQAModule(model, metadata), metadata
 
 
 # ---------------------------------------------------------------- versions
@@ -594,8 +642,9 @@ def _move_into_place(temporary: str, final: str, overwrite: bool) -> None:
 
 
 __all__ = [
-    "LMIQAModule", "OUTPUT_KEYS", "SCORE_ERROR", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_module",
-    "crop_outputs", "decode_batch", "decode_one", "export_model", "latest_version", "load_branch",
-    "max_windows", "pixels_one", "read_metadata", "read_run_record", "recover_exports", "score_images",
-    "windows_per_call",
+    "LMIQAModule", "OUTPUT_KEYS", "SCORE_ERROR", "SCORE_MARGIN", "SCORE_RANGE", "bounded_score", "build_metadata",
+    "build_module", "crop_outputs", "decode_batch", "decode_one", "export_model", "latest_version", "load_branch",
+    "load_image_model", "load_model_file", "max_windows", "pixels_one", "read_metadata", "read_run_record",
+    "recover_exports", "run_spec", "score_images",
+    "version_dirs", "windows_per_call",
 ]

@@ -28,6 +28,7 @@ from keras_lmiqa import image_io
 from keras_lmiqa import saliency as saliency_ops
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ImageError
+from keras_lmiqa.inference_spec import InferenceSpec, as_inference_spec
 
 AUTOTUNE = tf.data.AUTOTUNE
 logger = logging.getLogger(__name__)
@@ -320,31 +321,34 @@ class TrainPipeline:
                 f"estimated, cache_budget_gb={budget:g})")
 
 
-def inference_elements(image, config: TrainConfig):
-    """Inference windows [G, 4] and their saliency [G] for one decoded image (shared with
-    the export). G depends on the image size (`crops.grid_windows`)."""
+def inference_elements(image, spec: InferenceSpec):
+    """Inference windows [G, 4] and their saliency [G] for one decoded image, by the model's
+    `InferenceSpec` (shared with the standalone model and the export). G depends on the
+    image size (`crops.grid_windows`)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    windows = crop_ops.grid_windows(height, width, config.crop_size, config.scales, config.grid_size)
-    small = saliency_ops.spectral_residual_small(image, config.saliency_long_side)
+    windows = crop_ops.grid_windows(height, width, spec.crop_size, spec.scales, spec.grid_size)
+    small = saliency_ops.spectral_residual_small(image, spec.saliency_long_side)
     return windows, _window_saliency(small, windows, height, width)
 
 
-def inference_dataset(paths, config: TrainConfig, batch_size: int = 16) -> tf.data.Dataset:
+def inference_dataset(paths, spec: InferenceSpec | TrainConfig, batch_size: int = 16) -> tf.data.Dataset:
     """Deterministic grid crops of each image, in order, for evaluation and scoring.
 
     Images have different window counts: a batch is padded to its longest grid with
     empty windows, whose crops are black and whose `mask` is False; `crops`
     [B, G, S, S, 3], `saliency` [B, G], `mask` [B, G] bool. Pool with the mask
     (`models.layers.importance_pool(..., mask)`): padding must not change a score.
+    `spec`: the model's `InferenceSpec`, or a run's TrainConfig (its spec is derived).
     """
+    spec = as_inference_spec(spec)
 
     def prepare(path):
-        image = decode_image(tf.io.read_file(path), config.max_pixels)
-        windows, saliency = inference_elements(image, config)
+        image = decode_image(tf.io.read_file(path), spec.max_pixels)
+        windows, saliency = inference_elements(image, spec)
         return {"image": image, "windows": windows, "saliency": saliency}
 
     def cut(batch):
-        return {"crops": crop_ops.cut_crops(batch["image"], batch["windows"], config.crop_size),
+        return {"crops": crop_ops.cut_crops(batch["image"], batch["windows"], spec.crop_size),
                 "saliency": batch["saliency"], "mask": crop_ops.window_mask(batch["windows"])}
 
     ds = tf.data.Dataset.from_tensor_slices([os.fspath(p) for p in paths])

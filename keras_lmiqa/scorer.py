@@ -1,9 +1,10 @@
 """`load_scorer(path)`: score images in-process with an export or a trained model.
 
-`path` is a run's `model.keras` (with its config.json beside it), a SavedModel version
-folder, or an export base folder (its latest version is used). Either way the same
-graph scores the images: a `.keras` is wrapped in the export's `LMIQAModule`, an
-export runs its `serving_default` / `score_pixels` signatures.
+`path` is a run's `model.keras` (standalone; a branch-only file of an older run needs
+its config.json beside it), a SavedModel version folder, or an export base folder (its
+latest version is used). Either way the same graph scores the images: a `.keras` runs
+`ImageQualityModel`'s traced functions, an export the `serving_default` /
+`score_pixels` signatures built from those functions.
 
     scorer = load_scorer("exports/lmiqa")
     scorer.score(["a.jpg", open("b.png", "rb").read(), pixels])  # float32 [3], higher = better
@@ -181,9 +182,8 @@ def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | N
     """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder."""
     path = os.fspath(path)
     if os.path.isfile(path):
-        module, metadata = export_lib.build_module(path, config_path)
-        return Scorer(module.serving_default, module.score_pixels, metadata, path, batch_size, owner=module,
-                      max_file_bytes=max_file_bytes)
+        model = export_lib.load_image_model(path, config_path)
+        return model.scorer(batch_size, source=path, max_file_bytes=max_file_bytes)
     if not os.path.isdir(path):
         raise ModelError(f"model not found: {path} (expected a model.keras, a SavedModel version folder "
                          "or an export folder)")

@@ -8,7 +8,8 @@ metrics). The run report (`keras_lmiqa.research.report`) is built by the callers
 (`lmiqa train`, the protocol) from the finished folder: training does not draw.
 
 The run folder (`config.output_dir`) ends with, each written atomically:
-    model.keras    the export branch (teacher by default) at the best validation epoch
+    model.keras    the standalone model (images in, scores out: `models.image_quality`) of the
+                   export branch (teacher by default) at the best validation epoch
     config.json    the TrainConfig, the dataset's score scale, the split, versions
     metrics.json   {"val": ..., "test": {srcc, plcc, plcc_logistic, krcc, rmse, n}, ...}
 and keeps `backup/` (rolling checkpoint: rerunning the same command resumes where a
@@ -34,6 +35,8 @@ from keras_lmiqa.config import TrainConfig, check_same_settings
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.evaluation import evaluate_many, evaluate_records
+from keras_lmiqa.inference_spec import InferenceSpec
+from keras_lmiqa.models.image_quality import image_quality_model, run_info
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
 from keras_lmiqa.trainer import LOSS_NAMES, LMIQATrainer
@@ -320,9 +323,12 @@ def finish(run: _Run, started: float) -> RunResult:
     exported = run.trainer.branches[branch]
     exported.load_weights(folder.work_path(BEST_WEIGHTS))
     model_path = folder.run_path("model.keras")
-    artifacts.save_keras(exported, model_path)
+    # The standalone model (images in, scores out): the branch with the run's inference spec.
+    spec = InferenceSpec.from_config(config, data.dataset.scale, data.dataset.name, branch)
+    record = _run_record(config, data.dataset, data.split)
+    artifacts.save_keras(image_quality_model(exported, spec, run_info(config, record)), model_path)
     saved = keras.saving.load_model(model_path)  # measure what was shipped, not what is in memory
-    test_metrics, predictions = (evaluate_records(saved, data.test, data.dataset.scale, config)
+    test_metrics, predictions = (evaluate_records(saved, data.test, data.dataset.scale, saved.spec)
                                  if data.test else ({}, []))
     metrics = {
         "val": {**best["val"], "epoch": best["epoch"], "branch": best["branch"]} if best else {},

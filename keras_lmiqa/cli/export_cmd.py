@@ -3,6 +3,9 @@
     lmiqa export --model RUN_DIR/model.keras --export-dir EXPORTS/lmiqa [--version N] [--overwrite]
     lmiqa export --export-dir EXPORTS/lmiqa --clean
 
+The model.keras alone is enough: it carries the run's inference settings (a model.keras
+of an older run, holding the crop model only, needs its config.json beside it).
+
 Writes `EXPORTS/lmiqa/<N>/` (default N: one above the highest version present) and
 prints that folder. `--overwrite` swaps the new folder in atomically: version N is
 there at every moment. Each export first recovers what killed exports left (a version
@@ -48,7 +51,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="version number (default: one above the highest present, 1 for a new folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace version N if it exists")
     parser.add_argument("--config", default=None, metavar="PATH",
-                        help="the run's config.json (default: config.json beside --model)")
+                        help="the run's config.json, needed only by a model.keras of an older run (the crop "
+                             "model alone; default: config.json beside --model). A standalone model.keras "
+                             "carries its settings; a --config given with it must agree with them")
     parser.add_argument("--clean", action="store_true",
                         help="only recover from killed exports in --export-dir (restore a version an overwrite "
                              "moved aside, remove their .tmp-* folders), print what was done, and exit")

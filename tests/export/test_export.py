@@ -193,10 +193,13 @@ def test_versions_overwrite_and_cli(exported, trained_run, tmp_path, capsys):
 
 
 def test_missing_config_and_corrupt_model(trained_run, tmp_path):
+    from keras_lmiqa import artifacts
+
     run = tmp_path / "run"
     run.mkdir()
     model = str(run / "model.keras")
-    shutil.copy(os.path.join(trained_run, "model.keras"), model)
+    # A run folder made before the standalone model: model.keras holds the branch alone.
+    artifacts.save_keras(export.load_branch(os.path.join(trained_run, "model.keras")), model)
     with pytest.raises(ModelError, match="config.json"):
         export.export_model(model, str(tmp_path / "out"))
     shutil.copy(os.path.join(trained_run, "config.json"), run / "config.json")

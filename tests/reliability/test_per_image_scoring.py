@@ -60,7 +60,7 @@ def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model
     from keras_lmiqa.export import build_module, decode_one, score_images, windows_per_call
 
     module, _ = build_module(untrained_model)
-    config = module._config
+    spec = module.spec
     calls = tf.Variable(0)
     largest = tf.Variable(0)
 
@@ -71,11 +71,11 @@ def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model
             return module.model(crops, training=training)
 
     images = [IMAGES["large"], IMAGES["small"], IMAGES["tall"]]
-    function = tf.function(lambda batch: score_images(Counting(), config, module._scale, batch,
-                                                      lambda c, i: decode_one(c, i, config))["score"])
+    function = tf.function(lambda batch: score_images(Counting(), spec, batch,
+                                                      lambda c, i: decode_one(c, i, spec))["score"])
     scores = function(tf.constant(images)).numpy()
-    chunk = windows_per_call(config)
-    counts = [grid_window_count(h, w, config.crop_size, config.scales, config.grid_size)
+    chunk = windows_per_call(spec)
+    counts = [grid_window_count(h, w, spec.crop_size, spec.scales, spec.grid_size)
               for h, w in ((900, 1000), (50, 70), (1200, 24))]
     assert counts[0] > chunk  # the large photo needs more than one call
     assert int(calls.numpy()) == sum(-(-g // chunk) for g in counts)
@@ -86,7 +86,7 @@ def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model
 def test_a_thin_strip_is_refused_naming_max_windows(loaded, untrained_model):
     from keras_lmiqa.export import build_module, max_windows
 
-    limit = max_windows(build_module(untrained_model)[0]._config)
+    limit = max_windows(build_module(untrained_model)[0].spec)
     assert limit < 30000
     strip = png(np.full((1, 30000, 3), 128, np.uint8))  # 30 000 windows of one pixel each, in a 200-byte file
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:

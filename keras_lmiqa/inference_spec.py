@@ -1,0 +1,128 @@
+"""`InferenceSpec`: how a trained model turns one image into a score, frozen and serialisable.
+
+The evaluation pipeline (`pipeline.inference_dataset`), the standalone Keras model
+(`models.image_quality`), the SavedModel export and `load_scorer` all read the window
+grid, saliency and pixel limit from this one object; it is derived from a run's
+`TrainConfig` in one place (`InferenceSpec.from_config`) and stored inside the saved
+`model.keras` (the preprocessor's `get_config`), so a model file scores images with no
+config.json beside it. TensorFlow-free: it is plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from keras_lmiqa.datasets.records import ScoreScale
+from keras_lmiqa.errors import ModelError
+
+# The inference window set (`crops.grid_windows`): at native scale (r = 1) windows tile
+# the image (ceil(H/S) x ceil(W/S)), at each coarser scale a grid_size x grid_size grid,
+# duplicates removed. A model saved with another rule name was made by a version of
+# keras_lmiqa that cuts other windows: it is refused rather than scored differently.
+WINDOW_RULE = "native-tiles+coarse-grid/v1"
+SPEC_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSpec:
+    """The inference settings of a trained model.
+
+    Attributes:
+        crop_size: side S of the model's square input crops, pixels.
+        scales: window scales r (window side round(S / r)); r = 1 tiles the image.
+        grid_size: windows per axis at each coarser scale.
+        saliency_long_side: long side of the spectral-residual saliency map, pixels.
+        max_pixels: largest image (H * W) accepted.
+        score_low, score_high, higher_better, score_kind: the training dataset's score
+            scale and direction, for the `mos` output (see `ScoreScale`).
+        dataset: the training dataset's name.
+        export_branch: the branch the model holds ("teacher" / "student"; "auto" in
+            run folders made before the branch was recorded).
+        window_rule: the window set rule (`WINDOW_RULE`).
+    """
+
+    crop_size: int
+    scales: tuple[float, ...]
+    grid_size: int
+    saliency_long_side: int
+    max_pixels: int
+    score_low: float = 0.0
+    score_high: float = 1.0
+    higher_better: bool = True
+    score_kind: str = "MOS"
+    dataset: str = ""
+    export_branch: str = "auto"
+    window_rule: str = WINDOW_RULE
+
+    def __post_init__(self):
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        _validate(self)
+
+    @classmethod
+    def from_config(cls, config, scale: ScoreScale | None = None, dataset: str | None = None,
+                    export_branch: str | None = None) -> InferenceSpec:
+        """The spec of a run's `TrainConfig` (and its dataset's score scale): the one derivation."""
+        scale = scale or ScoreScale(0.0, 1.0, True)
+        return cls(crop_size=int(config.crop_size), scales=tuple(config.scales), grid_size=int(config.grid_size),
+                   saliency_long_side=int(config.saliency_long_side), max_pixels=int(config.max_pixels),
+                   score_low=float(scale.low), score_high=float(scale.high), higher_better=bool(scale.higher_better),
+                   score_kind=str(scale.kind), dataset=str(config.dataset if dataset is None else dataset),
+                   export_branch=str(config.export_branch if export_branch is None else export_branch))
+
+    @property
+    def scale(self) -> ScoreScale:
+        return ScoreScale(self.score_low, self.score_high, self.higher_better, self.score_kind)
+
+    def to_dict(self) -> dict:
+        return {"format": SPEC_FORMAT, **dataclasses.asdict(self), "scales": list(self.scales)}
+
+    @classmethod
+    def from_dict(cls, values) -> InferenceSpec:
+        """The spec `to_dict` wrote; ModelError naming the field when it is missing or wrong."""
+        if not isinstance(values, dict):
+            raise ModelError(f"inference spec must be a dict, got {type(values).__name__}")
+        values = dict(values)
+        found = values.pop("format", None)
+        if found != SPEC_FORMAT:
+            raise ModelError(f"inference spec format {found!r} is not {SPEC_FORMAT} "
+                             "(saved by another version of keras_lmiqa?)")
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ModelError(f"inference spec has unknown field(s) {', '.join(unknown)}")
+        missing = sorted(name for name in names - set(values))
+        if missing:
+            raise ModelError(f"inference spec lacks field(s) {', '.join(missing)}")
+        return cls(**values)
+
+
+def as_inference_spec(settings) -> InferenceSpec:
+    """`settings` if it is an InferenceSpec, else the spec of that TrainConfig."""
+    return settings if isinstance(settings, InferenceSpec) else InferenceSpec.from_config(settings)
+
+
+def _validate(spec: InferenceSpec) -> None:
+    def whole(name, low):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ModelError(f"inference spec: {name} must be an integer >= {low}, got {value!r}")
+
+    whole("crop_size", 1)
+    whole("grid_size", 1)
+    whole("saliency_long_side", 1)
+    whole("max_pixels", 1)
+    if not spec.scales or not all(0.0 < s <= 1.0 for s in spec.scales):
+        raise ModelError(f"inference spec: scales must be in (0, 1], got {list(spec.scales)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               for v in (spec.score_low, spec.score_high)):
+        raise ModelError(f"inference spec: score_low/score_high must be finite numbers, "
+                         f"got {spec.score_low!r}, {spec.score_high!r}")
+    if not isinstance(spec.higher_better, bool):
+        raise ModelError(f"inference spec: higher_better must be true or false, got {spec.higher_better!r}")
+    if spec.window_rule != WINDOW_RULE:
+        raise ModelError(f"inference spec: window_rule {spec.window_rule!r} is not this version's {WINDOW_RULE!r} "
+                         "(the model was saved by another version of keras_lmiqa)")
+
+
+__all__ = ["InferenceSpec", "SPEC_FORMAT", "WINDOW_RULE", "as_inference_spec"]

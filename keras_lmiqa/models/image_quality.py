@@ -1,0 +1,203 @@
+"""The standalone LML-IQA model: images in, the score dict out, nothing else needed.
+
+A keras-hub style task (`ImageQualityModel`) holding the trained branch (crops in,
+`lmiqa_model.build_branch`) and a serialisable preprocessor (`ImageQualityPreprocessor`)
+that carries the run's `InferenceSpec` (window grid, saliency, pixel limit, score scale)
+in its `get_config`. A run's `model.keras` is this model:
+
+    import keras, keras_lmiqa
+    model = keras.saving.load_model("runs/demo/model.keras")
+    out = model(pixels)                           # uint8 [B, H, W, 3], one size
+    out = model.score_images([a, b, png_bytes])   # mixed sizes: arrays, bytes or paths
+
+Both return `export.OUTPUT_KEYS` (score, mos, crop_scores, crop_weights, crop_windows,
+crop_saliency), computed by the very graph the SavedModel export serves
+(`export.score_images`: each image on its own, its windows a chunk at a time), so the
+scores equal the export's. `model.branch` is the crop model for training and research.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+
+import keras
+
+from keras_lmiqa.errors import ImageError
+from keras_lmiqa.inference_spec import InferenceSpec
+
+# Traced scoring functions per model (not attributes: Keras and tf.saved_model would
+# track and save them with the model).
+_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def score_pixel_batch(branch, spec: InferenceSpec, pixels) -> dict:
+    """uint8 [B, H, W, 3] -> `OUTPUT_KEYS` (graph ops; the export's `score_pixels`)."""
+    import tensorflow as tf
+
+    from keras_lmiqa.export import pixels_one, score_images
+
+    return score_images(branch, spec, tf.convert_to_tensor(pixels, tf.uint8),
+                        lambda image, index: pixels_one(image, index, spec), "pixels")
+
+
+def score_encoded_batch(branch, spec: InferenceSpec, images) -> dict:
+    """Encoded images tf.string [B] -> `OUTPUT_KEYS` (graph ops; the export's `serving_default`)."""
+    import tensorflow as tf
+
+    from keras_lmiqa.export import decode_one, score_images
+
+    return score_images(branch, spec, tf.convert_to_tensor(images, tf.string),
+                        lambda contents, index: decode_one(contents, index, spec), "images")
+
+
+def check_pixels(images):
+    """`images` as a uint8 [B, H, W, 3] tensor; ImageError saying what it got otherwise."""
+    import tensorflow as tf
+
+    if isinstance(images, (list, tuple)):
+        raise ImageError("images: the model takes one uint8 array [B, H, W, 3]; for a list of images of "
+                         "different sizes (arrays, encoded bytes or paths) use model.score_images(list)")
+    dtype = getattr(images, "dtype", None)
+    shape = tuple(getattr(images, "shape", ()) or ())
+    if dtype is None or tf.as_dtype(dtype) != tf.uint8 or len(shape) != 4 or shape[-1] not in (3, None):
+        name = tf.as_dtype(dtype).name if dtype is not None else type(images).__name__
+        raise ImageError(f"images must be uint8 [batch, height, width, 3] (one size; model.score_images takes "
+                         f"mixed sizes), got {name} {list(shape)}")
+    return tf.convert_to_tensor(images, tf.uint8)
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ImageQualityPreprocessor(keras.layers.Layer):
+    """One image -> its inference crop windows and their saliency, by an `InferenceSpec`.
+
+    Args:
+        spec: the `InferenceSpec` (or its `to_dict()`), saved in `get_config`.
+
+    `call(image)` takes one uint8 [H, W, 3] image and returns {"windows": [G, 4],
+    "saliency": [G]} (`pipeline.inference_elements`); the crops are cut from the image a
+    chunk at a time by the task model, so memory holds one chunk whatever the image size.
+    """
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(**kwargs)
+        self._spec = spec if isinstance(spec, InferenceSpec) else InferenceSpec.from_dict(spec)
+        self.built = True  # no weights: nothing to build
+
+    @property
+    def spec(self) -> InferenceSpec:
+        return self._spec
+
+    def call(self, image):
+        from keras_lmiqa.pipeline import inference_elements
+
+        windows, saliency = inference_elements(image, self._spec)
+        return {"windows": windows, "saliency": saliency}
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self._spec.to_dict()}
+
+
+@keras.saving.register_keras_serializable(package="keras_lmiqa")
+class ImageQualityModel(keras.Model):
+    """Images -> quality: the trained branch with its preprocessor (keras-hub's task pattern).
+
+    Args:
+        branch: the crop model (`build_branch`): crops [B, G, S, S, 3] uint8 -> dict.
+        preprocessor: an `ImageQualityPreprocessor` holding the run's `InferenceSpec`.
+        info: JSON-serialisable provenance (backbone, commit, versions) for the export metadata.
+
+    Input contract of `call`: one uint8 tensor or array [B, H, W, 3] of RGB images of
+    one size (any H, W with H * W <= spec.max_pixels). Other dtypes or ranks raise
+    ImageError. For images of different sizes, encoded JPEG/PNG/GIF/BMP bytes or
+    file paths use `score_images(list)`. Returns `export.OUTPUT_KEYS`: `score` float32
+    [B] (normalised quality in [0, 1], higher = better), `mos` [B] (on the training
+    dataset's scale and direction), and per-window `crop_*` [B, G(, 4)] padded to the
+    batch's longest window list with empty windows.
+    """
+
+    def __init__(self, branch, preprocessor, info: dict | None = None, **kwargs):
+        kwargs.setdefault("name", "lmiqa_image_quality")
+        super().__init__(**kwargs)
+        self.branch = branch
+        self.preprocessor = preprocessor
+        self._info_json = json.dumps(info or {}, sort_keys=True)  # a string: Keras would wrap a dict
+        self.built = True
+
+    @property
+    def spec(self) -> InferenceSpec:
+        return self.preprocessor.spec
+
+    @property
+    def info(self) -> dict:
+        return json.loads(self._info_json)
+
+    def __call__(self, images, *args, **kwargs):
+        # Checked before Keras sees it: Keras would cast a float array to float32 silently,
+        # refuse a list with its own message, and wrap any error raised in `call`.
+        return super().__call__(check_pixels(images), *args, **kwargs)
+
+    def call(self, images, training=False):
+        import tensorflow as tf
+
+        pixels = tf.convert_to_tensor(images, tf.uint8)
+        if tf.executing_eagerly():  # one traced graph rather than eager while-loops
+            return self.functions()[1](pixels)
+        return score_pixel_batch(self.branch, self.spec, pixels)
+
+    def functions(self):
+        """(encoded tf.string [B] -> outputs, uint8 [B, H, W, 3] -> outputs), traced once per model."""
+        if self not in _FUNCTIONS:
+            import tensorflow as tf
+
+            held = weakref.ref(self)  # the cached functions must not keep the model alive
+            _FUNCTIONS[self] = (
+                tf.function(lambda images: score_encoded_batch(held().branch, held().spec, images),
+                            input_signature=[tf.TensorSpec([None], tf.string, name="images")]),
+                tf.function(lambda pixels: score_pixel_batch(held().branch, held().spec, pixels),
+                            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")]),
+            )
+        return _FUNCTIONS[self]
+
+    def score_images(self, images, batch_size: int = 32) -> dict:
+        """Outputs for a list of images of any sizes: uint8 [H, W, 3] arrays, encoded bytes or
+        file paths. Each image scores as it would alone; per-window outputs are padded to
+        the longest window list. NumPy arrays, as `keras_lmiqa.load_scorer(...).run`."""
+        return self.scorer(batch_size).run(images)
+
+    def scorer(self, batch_size: int = 32, source: str | None = None, **options):
+        """A `keras_lmiqa.scorer.Scorer` running this model's graph (`options`: its max_file_bytes)."""
+        from keras_lmiqa.export import build_metadata
+        from keras_lmiqa.scorer import Scorer
+
+        by_bytes, by_pixels = self.functions()
+        return Scorer(by_bytes, by_pixels, build_metadata(self.spec, self.info), source or self.name,
+                      batch_size, owner=self, **options)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "branch": keras.saving.serialize_keras_object(self.branch),
+                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+                "info": self.info}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        branch = keras.saving.deserialize_keras_object(config.pop("branch"))
+        preprocessor = keras.saving.deserialize_keras_object(config.pop("preprocessor"))
+        return cls(branch, preprocessor, **config)
+
+
+def image_quality_model(branch, spec: InferenceSpec, info: dict | None = None) -> ImageQualityModel:
+    """The standalone model of a trained branch and its run's spec."""
+    return ImageQualityModel(branch, ImageQualityPreprocessor(spec, name="preprocessor"), info=info)
+
+
+def run_info(config, record: dict | None = None) -> dict:
+    """Provenance kept in the model for the export metadata: backbone, commit, versions."""
+    record = record or {}
+    return {"backbone": config.backbone, "commit": record.get("commit"), "versions": record.get("versions", {})}
+
+
+__all__ = ["ImageQualityModel", "ImageQualityPreprocessor", "check_pixels", "image_quality_model", "run_info",
+           "score_encoded_batch", "score_pixel_batch"]
