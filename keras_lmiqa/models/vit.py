@@ -53,8 +53,7 @@ def vit_features(pixels, crop_size: int, weights: str, architecture=None):
     if weights == "none":
         geometry = {**VIT_S16, **architecture}
         _check_divisible(crop_size, geometry["patch_size"])
-        backbone = keras_hub.models.DeiTBackbone(image_shape=(crop_size, crop_size, 3), **geometry,
-                                                 name="deit")
+        backbone = keras_hub.models.DeiTBackbone(image_shape=(crop_size, crop_size, 3), **geometry)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         if architecture:
@@ -67,6 +66,13 @@ def vit_features(pixels, crop_size: int, weights: str, architecture=None):
     x = layers.Normalization(mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std],
                              dtype="float32", name="preset_normalisation")(pixels)
     return ClassTokenOutput(name="class_token")(backbone(x))
+
+
+def deit_of(backbone: keras.Model):
+    """The DeiTBackbone inside a built `vit_s16` backbone model (its name is the preset's)."""
+    import keras_hub
+
+    return next(layer for layer in backbone.layers if isinstance(layer, keras_hub.models.DeiTBackbone))
 
 
 def _check_divisible(crop_size: int, patch_size) -> None:
