@@ -33,7 +33,7 @@ def bare_step(config, steps_per_epoch, jit_compile):
     import tensorflow as tf
 
     from keras_lmiqa.models import build_backbone
-    from keras_lmiqa.trainer import build_optimizer, build_schedule
+    from keras_lmiqa.trainer import build_optimizer, build_schedule, clip_per_term
 
     size = config.crop_size
     crops = keras.Input((size, size, 3), dtype="uint8")
@@ -50,7 +50,7 @@ def bare_step(config, steps_per_epoch, jit_compile):
         with tf.GradientTape() as tape:
             predicted = tf.squeeze(model(flat, training=True), -1)
             loss = tf.reduce_mean(tf.square(predicted - target))
-        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients = clip_per_term([tape.gradient(loss, model.trainable_variables)], config.clip_norm)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return {"loss": loss}
 

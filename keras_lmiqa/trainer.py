@@ -8,9 +8,16 @@ keras-team/keras#20585, so the loop is ours).
 Loss scaling: every term is a mean over the *global* batch (local sum / global batch
 size); the optimizer sums gradients over replicas. Contrastive keys are gathered from
 all replicas, so negatives are the global batch.
+
+Gradient clipping is per loss group: the label terms (quality, rank, mutual) and the
+contrastive term are each clipped to `clip_norm` before they are added, so a large
+contrastive gradient cannot shrink the quality gradient (one global clip would scale
+both by the same factor). It costs a second backward pass when both are active.
 """
 
 from __future__ import annotations
+
+import random
 
 import keras
 import tensorflow as tf
@@ -58,15 +65,25 @@ def teacher_momentum(step, config: TrainConfig, total_steps: int):
     return ops.minimum(ops.minimum(config.momentum, 1.0 - 1.0 / horizon), 1.0 - 1.0 / ops.maximum(step, 1.0))
 
 
-def build_optimizer(config: TrainConfig, schedule) -> keras.optimizers.Optimizer:
-    """AdamW on `schedule`, global-norm clipping, loss scaling under mixed precision."""
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=config.weight_decay, global_clipnorm=config.clip_norm or None
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "_bn", "norm", "class_token", "position"])
-    if config.mixed_precision:
+def build_optimizer(config: TrainConfig, schedule, loss_scaling: bool = True) -> keras.optimizers.Optimizer:
+    """AdamW on `schedule`, loss scaling under mixed precision (unless `loss_scaling` is
+    False: for gradients already unscaled). Clipping is the trainer's (`clip_per_term`)."""
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+    # Norms, biases, ViT tokens and position tables are not decayed (the usual ViT rule).
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "_bn", "norm", "token", "position"])
+    if config.mixed_precision and loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def clip_per_term(term_gradients, clip_norm, loss_scale=1.0):
+    """Sum of the gradient lists in `term_gradients`, each first clipped to global norm
+    `clip_norm` (times `loss_scale`: the gradients of a scaled loss). No clipping when
+    `clip_norm` is 0. A non-finite list stays non-finite (the loss-scale optimizer
+    then skips the step)."""
+    if clip_norm:
+        term_gradients = [tf.clip_by_global_norm(g, clip_norm * loss_scale)[0] for g in term_gradients]
+    return [tf.add_n(list(parts)) for parts in zip(*term_gradients)]
 
 
 def _global_keys(outputs):
@@ -100,10 +117,10 @@ class LMIQATrainer:
         self.total_steps = max(1, config.epochs * steps_per_epoch)
         self.warmup_steps = warmup_steps(config, steps_per_epoch)
         self.student = build_branch(config, name="student")
-        # The teacher starts as a copy; its backbone weights come from the student. In
-        # dml mode its heads start from their own initialisation (two distinct peers).
-        self.teacher = build_branch(config, name="teacher", weights="none")
-        self.teacher.set_weights(self.student.get_weights())
+        # The teacher starts as a copy of the student (same architecture, whatever the
+        # weights source; nothing loaded twice). In dml mode its heads then start from
+        # their own initialisation (two distinct peers).
+        self.teacher = copy_branch(self.student, "teacher")
         branches = [self.student] + ([self.teacher] if config.branch_mode == "dml" else [])
         if config.branch_mode == "dml":
             _reinitialise_heads(self.teacher, config)
@@ -118,7 +135,8 @@ class LMIQATrainer:
             self.head_trainable += head_vars if split else []
         if split:
             self.head_schedule = build_schedule(config, steps_per_epoch, config.head_lr_multiplier)
-            self.head_optimizer = build_optimizer(config, self.head_schedule)
+            # Its gradients arrive unscaled (see replica_step): no loss scaling of its own.
+            self.head_optimizer = build_optimizer(config, self.head_schedule, loss_scaling=False)
             self.head_optimizer.build(self.head_trainable)
         self.optimizer.build(self.trainable)
 
@@ -163,8 +181,9 @@ class LMIQATrainer:
         # The MSE toward the teacher waits for the warm-up's end (the teacher is not yet
         # trained) and is weighted so that it cannot outweigh the label.
         terms["mutual"] = c.lambda_mse * mse_on * terms["mutual_mse"] + c.lambda_kl * terms["mutual_kl"]
-        terms["loss"] = (terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_lm * terms["contrastive"]
-                         + c.lambda_mut * terms["mutual"])
+        # The label terms, clipped apart from the contrastive term (`clip_per_term`).
+        terms["label"] = terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_mut * terms["mutual"]
+        terms["loss"] = terms["label"] + c.lambda_lm * terms["contrastive"]
         return terms
 
     def _masks(self, roles, offset):
@@ -189,24 +208,45 @@ class LMIQATrainer:
         return positive, intra
 
     # -- steps ----------------------------------------------------------------------
-    def replica_step(self, batch):
-        """One optimisation step on this replica's slice of the global batch."""
+    def compute_gradients(self, batch):
+        """(loss terms of the student, gradients for `trainable + head_trainable`) on
+        this replica's slice of the global batch; the gradients are of the scaled loss
+        under mixed precision, each loss group clipped to `clip_norm` (`clip_per_term`)."""
         c = self.config
         offset, global_batch = replica_offset_and_total(ops.shape(batch["quality"])[0])
         dml = c.branch_mode == "dml"
         mse_on = ops.cast(self.optimizer.iterations >= self.warmup_steps, "float32")
-        with tf.GradientTape() as tape:
+        separate = bool(c.clip_norm) and c.use_contrastive and c.lambda_lm > 0
+        with tf.GradientTape(persistent=separate) as tape:
             student = self.student(batch["crops"], training=True)
             teacher = self.teacher(batch["crops"], training=dml)
             teacher_keys = _global_keys(teacher)
             terms = self._branch_losses(student, teacher, batch, global_batch, offset, teacher_keys, mse_on)
-            loss = terms["loss"]
+            branch_terms = [terms]
             if dml:  # the teacher learns too, toward the student
                 student_keys = _global_keys(student)
-                teacher_terms = self._branch_losses(teacher, student, batch, global_batch, offset, student_keys, mse_on)
-                loss = loss + teacher_terms["loss"]
-            scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
-        gradients = tape.gradient(scaled, self.trainable + self.head_trainable)
+                branch_terms.append(
+                    self._branch_losses(teacher, student, batch, global_batch, offset, student_keys, mse_on))
+            if separate:
+                groups = [sum(t["label"] for t in branch_terms),
+                          sum(c.lambda_lm * t["contrastive"] for t in branch_terms)]
+            else:
+                groups = [sum(t["loss"] for t in branch_terms)]
+            if c.mixed_precision:
+                groups = [self.optimizer.scale_loss(g) for g in groups]
+        variables = self.trainable + self.head_trainable
+        # A variable one group does not reach (the contrastive term and the quality head)
+        # gets zeros, so the groups add up.
+        term_gradients = [[ops.zeros(v.shape, v.dtype) if d is None else d
+                           for d, v in zip(tape.gradient(g, variables), variables)] for g in groups]
+        del tape
+        loss_scale = self.optimizer.scale_loss(1.0) if c.mixed_precision else 1.0
+        return terms, clip_per_term(term_gradients, c.clip_norm, loss_scale)
+
+    def replica_step(self, batch):
+        """One optimisation step on this replica's slice of the global batch."""
+        c = self.config
+        terms, gradients = self.compute_gradients(batch)
         count = len(self.trainable)
         if self.head_optimizer is not None:
             head_gradients = gradients[count:]
@@ -240,10 +280,22 @@ class LMIQATrainer:
         return tf.function(step, reduce_retracing=True)
 
 
+def copy_branch(branch: keras.Model, name: str) -> keras.Model:
+    """A new branch with `branch`'s architecture (from its config) and weights."""
+    config = branch.get_config()
+    config["name"] = name
+    copy = branch.__class__.from_config(config)
+    copy.set_weights(branch.get_weights())
+    return copy
+
+
 def _reinitialise_heads(branch: keras.Model, config: TrainConfig) -> None:
     """Draw fresh initial values for the head layers of `branch` (dml: distinct peers).
 
-    Unseeded Keras initializers draw new values on every call.
+    A Keras initializer holds its seed (drawn at construction when unseeded) and draws
+    the same values on every call, so each head weight gets a copy of its initializer
+    with a new seed, from Python's generator (reproducible under set_random_seed).
+    Constant initializers (the quality bias, the zero importance kernel) stay equal.
     """
     backbone = branch.get_layer(f"{config.backbone}_backbone")
     for layer in branch.layers:
@@ -252,8 +304,12 @@ def _reinitialise_heads(branch: keras.Model, config: TrainConfig) -> None:
         for name in ("kernel", "bias"):
             variable = getattr(layer, name, None)
             initializer = getattr(layer, f"{name}_initializer", None)
-            if variable is not None and initializer is not None:
-                variable.assign(initializer(variable.shape, variable.dtype))
+            if variable is None or initializer is None:
+                continue
+            settings = initializer.get_config()
+            if "seed" in settings:
+                initializer = initializer.__class__.from_config({**settings, "seed": random.randint(1, 2**31 - 1)})
+            variable.assign(initializer(variable.shape, variable.dtype))
 
 
 def _unscale_or_skip(gradients, loss_scale):

@@ -331,3 +331,27 @@ def test_serialization_round_trip(obj):
         assert type(restored) is type(obj)
         assert restored.get_config() == config
     assert keras.saving.get_registered_name(type(obj)).startswith("keras_lmiqa>")
+
+
+def test_every_loss_computes_in_float32_from_float16_inputs():
+    """Mixed precision hands float16 tensors around: each loss casts to float32 first,
+    so it equals the float32 loss on the same (float16-representable) values."""
+    rng = np.random.default_rng(11)
+    half = lambda x: tf.constant(np.asarray(x, np.float16))  # noqa: E731
+    query, keys = _unit(rng, 4, 8), _unit(rng, 12, 8)
+    positive = np.zeros((4, 12)); positive[np.arange(4), np.arange(4) * 3] = 1  # noqa: E702
+    intra = np.zeros((4, 12)); intra[np.arange(4), np.arange(4) * 3 + 1] = 1  # noqa: E702
+    scores, targets = rng.uniform(size=6), rng.uniform(size=6)
+    saliency, logits = rng.uniform(size=(6, 5)), rng.normal(size=(6, 5))
+    calls = {
+        "contrastive": lambda cast: local_manifold_contrastive_loss(cast(query), cast(keys), positive, intra, 0.1),
+        "quality": lambda cast: quality_loss(cast(scores), cast(targets)),
+        "rank": lambda cast: pairwise_ranking_loss(cast(scores), cast(targets), cast(scores), cast(targets)),
+        "mutual": lambda cast: mutual_distillation_loss(cast(scores), cast(targets[::-1]), cast(saliency),
+                                                        cast(logits))[0],
+    }
+    as_float32 = lambda x: tf.constant(np.asarray(x, np.float16).astype(np.float32))  # noqa: E731
+    for name, call in calls.items():
+        value = call(half)
+        assert value.dtype == tf.float32, name
+        np.testing.assert_allclose(float(value), float(call(as_float32)), rtol=1e-6, err_msg=name)

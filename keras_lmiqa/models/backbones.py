@@ -1,8 +1,10 @@
 """Backbones by name, each with its own input preprocessing inside the model.
 
 Every backbone maps `(n, S, S, 3)` float pixels in [0, 255] to `(n, features)`.
-`weights` is "none", "imagenet" (Keras's own download; needs internet) or a path to a
-weights file for the backbone (e.g. a Keras 3 `.weights.h5`).
+`weights` is "none", "imagenet" (Keras's own download, or keras-hub's preset for
+`vit_s16`; needs internet) or a path: a weights file for a `keras.applications`
+backbone (e.g. a Keras 3 `.weights.h5`), a keras-hub preset folder for `vit_s16`
+(`keras_lmiqa.models.vit`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import keras
 from keras import layers
 
 from keras_lmiqa.errors import ConfigError, ModelError
-from keras_lmiqa.models.layers import ClassTokenOutput, ClassTokenPosition, LocalContrastNormalization, ReverseChannels
+from keras_lmiqa.models.layers import LocalContrastNormalization, ReverseChannels
 
 # name -> (keras.applications constructor name, preprocessing: "tf" [-1, 1], "torch", "caffe" or None (built in)).
 APPLICATIONS = {
@@ -54,49 +56,34 @@ def _tiny(inputs):
     return layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
 
 
-def _vit_s16(inputs, crop_size: int):
-    """ViT-S/16 (DeiT-S geometry: 384-d, 12 blocks, 6 heads), the paper's backbone class."""
-    if crop_size % 16:
-        raise ConfigError(f"vit_s16 needs crop_size divisible by 16, got {crop_size}")
-    dim, depth, heads = 384, 12, 6
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
-    x = layers.Conv2D(dim, 16, strides=16, name="patch_embed")(x)
-    x = layers.Reshape(((crop_size // 16) ** 2, dim))(x)
-    x = ClassTokenPosition((crop_size // 16) ** 2, name="class_position")(x)
-    for block in range(depth):
-        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
-        y = layers.MultiHeadAttention(heads, dim // heads, name=f"block{block}_attention")(y, y)
-        x = layers.Add()([x, y])
-        y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
-        y = layers.Dense(4 * dim, activation="gelu", name=f"block{block}_mlp1")(y)
-        y = layers.Dense(dim, name=f"block{block}_mlp2")(y)
-        x = layers.Add()([x, y])
-    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    return ClassTokenOutput(name="class_token_out")(x)
-
-
-def build_backbone(name: str, crop_size: int, weights: str = "none",
-                   freeze_batchnorm: bool | None = None) -> keras.Model:
+def build_backbone(name: str, crop_size: int, weights: str = "none", freeze_batchnorm: bool | None = None,
+                   options=None) -> keras.Model:
     """Build backbone `name` for `crop_size` crops and load `weights`.
 
     `freeze_batchnorm` (default: whether `weights` is pretrained) freezes the
     BatchNormalization layers of a `keras.applications` net (inference mode, stored
     statistics): IQA batches are small and distorted, and their statistics pull a
     pretrained net off its features (the usual Keras fine-tuning rule).
+    `options`: architecture overrides of an untrained `vit_s16` (config `backbone_options`).
     """
     if name not in NAMES:
         raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(NAMES)}")
     weights = weights or "none"
     is_path = weights not in ("none", "imagenet")
-    if is_path and not os.path.isfile(weights):
+    if name == "vit_s16" and is_path and not os.path.isdir(weights):
+        raise ConfigError(f"--weights folder not found: {weights} (vit_s16 loads a keras-hub preset folder)")
+    if name != "vit_s16" and is_path and not os.path.isfile(weights):
         raise ConfigError(f"--weights file not found: {weights}")
     inputs = keras.Input((crop_size, crop_size, 3), name="pixels")
-    if name in ("tiny", "vit_s16"):
+    if name == "vit_s16":
+        from keras_lmiqa.models.vit import vit_features  # imports keras_hub
+
+        return keras.Model(inputs, vit_features(inputs, crop_size, weights, options), name=f"{name}_backbone")
+    if name == "tiny":
         if weights == "imagenet":
             raise ConfigError(f"backbone {name} has no ImageNet weights in keras.applications; "
                               "use --weights none or PATH")
-        features = _tiny(inputs) if name == "tiny" else _vit_s16(inputs, crop_size)
-        model = keras.Model(inputs, features, name=f"{name}_backbone")
+        model = keras.Model(inputs, _tiny(inputs), name=f"{name}_backbone")
     else:
         constructor, mode = APPLICATIONS[name]
         kwargs = {"include_top": False, "pooling": "avg", "input_shape": (crop_size, crop_size, 3),

@@ -32,7 +32,8 @@ def build_branch(config: TrainConfig, name: str = "lmiqa", weights: str | None =
     crops = keras.Input((None, size, size, 3), dtype="uint8", name="crops")
     pixels = layers.Activation("linear", dtype="float32", name="to_float")(MergeCropAxis(name="merge_crops")(crops))
     backbone = build_backbone(config.backbone, size, config.weights if weights is None else weights,
-                              freeze_batchnorm=config.freeze_pretrained_bn and config.weights != "none")
+                              freeze_batchnorm=config.freeze_pretrained_bn and config.weights != "none",
+                              options=config.backbone_options)
     features = backbone(pixels)
     if config.dropout:
         features = layers.Dropout(config.dropout, name="feature_dropout")(features)

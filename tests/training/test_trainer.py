@@ -147,9 +147,13 @@ def test_intra_negatives_raise_the_contrastive_loss():
 
 def test_dml_mode_trains_both_branches_by_gradient():
     trainer = LMIQATrainer(CONFIG.replace(branch_mode="dml"), 10)
-    # Two peers: the heads start from different initial values, the backbones equal.
-    assert not np.allclose(trainer.teacher.get_layer("quality_hidden").kernel.numpy(),
-                           trainer.student.get_layer("quality_hidden").kernel.numpy())
+    # Two peers: every randomly initialised head starts from other values, the backbones equal.
+    for name in ("projection_hidden", "projection_out", "quality_hidden", "quality_out"):
+        assert np.abs(trainer.teacher.get_layer(name).kernel.numpy()
+                      - trainer.student.get_layer(name).kernel.numpy()).mean() > 1e-3, name
+    ema = LMIQATrainer(CONFIG, 10)  # the EMA teacher starts as an exact copy
+    for teacher, student in zip(ema.teacher.weights, ema.student.weights):
+        np.testing.assert_array_equal(teacher.numpy(), student.numpy())
     np.testing.assert_array_equal(trainer.teacher.get_layer("tiny_backbone").get_weights()[0],
                                   trainer.student.get_layer("tiny_backbone").get_weights()[0])
     teacher_before = [w.numpy() for w in trainer.teacher.trainable_weights]
@@ -160,6 +164,56 @@ def test_dml_mode_trains_both_branches_by_gradient():
     assert moved(trainer.student.trainable_weights, student_before) > 1e-4
     # Both branches are in the optimizer: one Adam update each, not an EMA.
     assert len(trainer.trainable) == 2 * len(trainer.student.trainable_variables)
+
+
+def test_a_large_contrastive_gradient_leaves_the_quality_gradient_intact():
+    """Each loss group is clipped to clip_norm on its own: multiplying the contrastive
+    weight by 10^4 does not change the label terms' gradient (one global clip would
+    have divided it by the contrastive gradient's norm)."""
+    from keras_lmiqa.trainer import clip_per_term
+
+    batch = _batch(3)
+    light = LMIQATrainer(CONFIG.replace(lambda_lm=0.1, clip_norm=1.0), 10)
+    heavy = LMIQATrainer(CONFIG.replace(lambda_lm=1000.0, clip_norm=1.0), 10)
+    unclipped = LMIQATrainer(CONFIG.replace(lambda_lm=1000.0, clip_norm=0.0), 10)
+    for other in (heavy, unclipped):
+        other.student.set_weights(light.student.get_weights())
+        other.teacher.set_weights(light.teacher.get_weights())
+    quality_head = [i for i, v in enumerate(light.trainable) if "quality_out" in v.path]
+    assert len(quality_head) == 2  # kernel and bias: reached by the label terms only
+
+    def gradient(trainer):
+        return [g.numpy() for g in trainer.compute_gradients(batch)[1]]
+
+    raw = gradient(unclipped)
+    total_norm = np.sqrt(sum((g ** 2).sum() for g in raw))
+    assert total_norm > 100  # the contrastive term dominates the global norm
+    kept, clipped = gradient(light), gradient(heavy)
+    for index in quality_head:
+        assert np.abs(kept[index]).max() > 1e-4
+        np.testing.assert_allclose(clipped[index], kept[index], rtol=1e-4, atol=1e-7)
+        # What one global clip of the summed gradient would have left of it:
+        globally = [g.numpy() for g in clip_per_term([raw], 1.0)][index]
+        assert np.abs(globally).max() < 0.05 * np.abs(kept[index]).max()
+    norm = lambda grads: np.sqrt(sum((g ** 2).sum() for g in grads))  # noqa: E731
+    assert norm(clipped) <= 2.0 + 1e-4  # two groups, each at most clip_norm
+
+
+def test_mixed_precision_step_keeps_losses_float32_and_finite():
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        trainer = LMIQATrainer(CONFIG.replace(mixed_precision=True), 10)
+        terms, gradients = trainer.compute_gradients(_batch())
+        assert trainer.student.get_layer("tiny_backbone").get_layer("local_contrast").compute_dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for name, value in terms.items():
+        assert value.dtype == tf.float32 and np.isfinite(value.numpy()), name
+    assert float(terms["quality"]) > 0 and float(terms["contrastive"]) > 0
+    assert all(np.isfinite(g.numpy()).all() for g in gradients)
 
 
 def _xla_calls(step, batch) -> int:
