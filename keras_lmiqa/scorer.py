@@ -191,7 +191,10 @@ def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | N
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         dirs = version_dirs(path)
         if not dirs:
-            raise ModelError(f"{path} holds no SavedModel and no numeric version folders")
+            incomplete = sorted(n for n in os.listdir(path) if n.isascii() and n.isdigit())
+            detail = (f"; {', '.join(n + '/' for n in incomplete)} without saved_model.pb (corrupt or partial "
+                      "copy?)" if incomplete else "")
+            raise ModelError(f"{path} holds no SavedModel and no numeric version folder with one{detail}")
         version_dir = dirs[max(dirs)]
     metadata = export_lib.read_metadata(version_dir)
     try:

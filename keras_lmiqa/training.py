@@ -429,4 +429,4 @@ def _write_predictions(path: str, records, predictions) -> None:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write("path,mos,predicted_mos,group\n")
             for rec, pred in zip(records, np.asarray(predictions, np.float64)):
-                handle.write(f"{json.dumps(rec.path)},{rec.mos:.6g},{pred:.6g},{json.dumps(rec.group)}\n")
+                handle.write(f"{json.dumps(rec.path)},{rec.mos:.6g},{pred:.9g},{json.dumps(rec.group)}\n")

@@ -157,4 +157,4 @@ def write_evaluation(output_dir: str, result: dict, rows: list[dict]) -> None:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for row in rows:
-                writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])
+                writer.writerow([f"{row[c]:.9g}" if isinstance(row[c], float) else row[c] for c in columns])

@@ -208,7 +208,9 @@ def _pad_crops(value: np.ndarray, inner: tuple) -> np.ndarray:
 def _concatenate(chunks: list[dict[str, np.ndarray] | None], total: int) -> dict[str, np.ndarray]:
     """Join per-request outputs; None chunks (rejected images, one each) become NaN rows."""
     known = [c for c in chunks if c is not None]
-    keys = list(OUTPUT_KEYS) + [k for c in known[:1] for k in c if k not in OUTPUT_KEYS]
+    # The keys the server returned (all of OUTPUT_KEYS when every image was rejected).
+    keys = [k for k in OUTPUT_KEYS if not known or any(k in c for c in known)]
+    keys += [k for c in known[:1] for k in c if k not in OUTPUT_KEYS]
     result = {}
     for key in keys:
         inner = next((np.shape(c[key])[1:] for c in known if key in c), (0,) if key in CROP_KEYS else ())

@@ -54,7 +54,7 @@ def test_killed_export_leaves_no_version(untrained_model, tmp_path):
     assert repository.refresh() == [] and repository.versions() == []
     from keras_lmiqa.scorer import load_scorer
 
-    with pytest.raises(ModelError, match="no SavedModel and no numeric version folders"):
+    with pytest.raises(ModelError, match="no SavedModel and no numeric version folder with one$"):
         load_scorer(str(base))
 
 
@@ -106,7 +106,8 @@ def test_missing_saved_model_pb(damaged, photo_png, capsys):
 
     base, version = damaged
     (version / "saved_model.pb").unlink()
-    with pytest.raises(ModelError, match="cannot load SavedModel .*SavedModel file does not exist"):
+    # A numbered folder without saved_model.pb is not a version (TF Serving's rule): named as such.
+    with pytest.raises(ModelError, match=r"no numeric version folder with one; 1/ without saved_model\.pb"):
         load_scorer(str(base))
     assert main(["score", "--model", str(version), photo_png]) == 2
     assert "holds no SavedModel" in _one_line_error(capsys, "score")

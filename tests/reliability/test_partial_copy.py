@@ -39,7 +39,9 @@ def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_ex
             rest = RestClient(f"http://127.0.0.1:{server.rest_port}", timeout=60)
             expected = client.score([image], version=1)
             (base / "2").mkdir()  # step 1: the graph only
-            shutil.copy2(os.path.join(untrained_export, "saved_model.pb"), base / "2" / "saved_model.pb")
+            # Written whole (as a copy tool's rename would), so the first failure is the missing weights.
+            shutil.copy2(os.path.join(untrained_export, "saved_model.pb"), base / "2" / ".saved_model.pb.part")
+            os.replace(base / "2" / ".saved_model.pb.part", base / "2" / "saved_model.pb")
 
             def failing():
                 return [s for s in client.status() if s["version"] == 2 and s["error_code"] != "OK"]
