@@ -9,8 +9,9 @@ Loss scaling: every term is a mean over the *global* batch (local sum / global b
 size); the optimizer sums gradients over replicas. Contrastive keys are gathered from
 all replicas, so negatives are the global batch.
 
-Gradient clipping is per loss group: the label terms (quality, rank, mutual) and the
-contrastive term are each clipped to `clip_norm` before they are added, so a large
+Gradient clipping is per loss group (`clip_mode: per_term`, the default): the label
+terms (quality, rank, mutual) and the contrastive term are each clipped to `clip_norm`
+before they are added, so a large
 contrastive gradient cannot shrink the quality gradient (one global clip would scale
 both by the same factor). It costs a second backward pass when both are active.
 """
@@ -216,7 +217,7 @@ class LMIQATrainer:
         offset, global_batch = replica_offset_and_total(ops.shape(batch["quality"])[0])
         dml = c.branch_mode == "dml"
         mse_on = ops.cast(self.optimizer.iterations >= self.warmup_steps, "float32")
-        separate = bool(c.clip_norm) and c.use_contrastive and c.lambda_lm > 0
+        separate = c.clip_mode == "per_term" and bool(c.clip_norm) and c.use_contrastive and c.lambda_lm > 0
         with tf.GradientTape(persistent=separate) as tape:
             student = self.student(batch["crops"], training=True)
             teacher = self.teacher(batch["crops"], training=dml)

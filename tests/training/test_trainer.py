@@ -197,6 +197,14 @@ def test_a_large_contrastive_gradient_leaves_the_quality_gradient_intact():
         assert np.abs(globally).max() < 0.05 * np.abs(kept[index]).max()
     norm = lambda grads: np.sqrt(sum((g ** 2).sum() for g in grads))  # noqa: E731
     assert norm(clipped) <= 2.0 + 1e-4  # two groups, each at most clip_norm
+    # clip_mode global (the cpu-demo preset: one backward pass) is exactly that one clip.
+    single = LMIQATrainer(CONFIG.replace(lambda_lm=1000.0, clip_norm=1.0, clip_mode="global"), 10)
+    single.student.set_weights(light.student.get_weights())
+    single.teacher.set_weights(light.teacher.get_weights())
+    one_clip = gradient(single)
+    assert norm(one_clip) == pytest.approx(1.0, rel=1e-4)
+    for ours, expected in zip(one_clip, clip_per_term([raw], 1.0)):
+        np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-4, atol=1e-8)
 
 
 def test_mixed_precision_step_keeps_losses_float32_and_finite():
