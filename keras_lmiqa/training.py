@@ -149,6 +149,7 @@ class RunFolder:
     run_dir: str
     work_dir: str
     chief: bool
+    record: dict = dataclasses.field(default_factory=dict)  # config.json's contents (chief)
 
     def work_path(self, name: str) -> str:
         return os.path.join(self.work_dir, name)
@@ -165,7 +166,8 @@ def open_run_folder(config: TrainConfig, data: RunData, strategy) -> RunFolder:
     if chief:
         os.makedirs(run_dir, exist_ok=True)
         check_same_settings(run_dir, config)  # resuming needs the same settings
-        artifacts.write_json(folder.run_path("config.json"), _run_record(config, data.dataset, data.split))
+        folder.record = _run_record(config, data.dataset, data.split)
+        artifacts.write_json(folder.run_path("config.json"), folder.record)
     return folder
 
 
@@ -325,8 +327,7 @@ def finish(run: _Run, started: float) -> RunResult:
     model_path = folder.run_path("model.keras")
     # The standalone model (images in, scores out): the branch with the run's inference spec.
     spec = InferenceSpec.from_config(config, data.dataset.scale, data.dataset.name, branch)
-    record = _run_record(config, data.dataset, data.split)
-    artifacts.save_keras(image_quality_model(exported, spec, run_info(config, record)), model_path)
+    artifacts.save_keras(image_quality_model(exported, spec, run_info(config, folder.record)), model_path)
     saved = keras.saving.load_model(model_path)  # measure what was shipped, not what is in memory
     test_metrics, predictions = (evaluate_records(saved, data.test, data.dataset.scale, saved.spec)
                                  if data.test else ({}, []))
