@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 
+from keras_lmiqa.serving.limits import DEFAULT_READ_TIMEOUT
 from keras_lmiqa.serving.predictor import Predictor, release_memory
 from keras_lmiqa.serving.status import HTTP_STATUS, RequestError
 
@@ -161,7 +162,7 @@ class RestServer:
     """
 
     def __init__(self, host: str, port: int, predictor: Predictor, max_request_bytes: int, workers: int = 4,
-                 read_timeout: float = 30.0, max_connections: int = 1024, max_buffered_bytes: int | None = None):
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, max_connections: int = 1024, max_buffered_bytes: int | None = None):
         self.predictor = predictor
         self.max_request_bytes = int(max_request_bytes)
         self.read_timeout = float(read_timeout)
