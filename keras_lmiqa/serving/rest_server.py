@@ -162,7 +162,8 @@ class RestServer:
     """
 
     def __init__(self, host: str, port: int, predictor: Predictor, max_request_bytes: int, workers: int = 4,
-                 read_timeout: float = DEFAULT_READ_TIMEOUT, max_connections: int = 1024, max_buffered_bytes: int | None = None):
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, max_connections: int = 1024,
+                 max_buffered_bytes: int | None = None):
         self.predictor = predictor
         self.max_request_bytes = int(max_request_bytes)
         self.read_timeout = float(read_timeout)
