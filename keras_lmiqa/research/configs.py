@@ -27,7 +27,7 @@ HEADERS = {
                  "  lmiqa ablate --config configs/cpu-demo.yaml --dataset demo --output-dir runs/demo-ablation"),
     "cpu-photos": ("Reproduces the README's real-photograph table (BIQ2021, official split) on a\n"
                    "2-core CPU: the `cpu-photos` preset, ImageNet MobileNetV2 (weights: imagenet; pass\n"
-                   "--weights PATH where it cannot download), 128 px crops, K=4, P=1, 300 steps of 16.\n"
+                   "--weights PATH where it cannot download), 128 px crops, K=4, P=1, 2 epochs of 16.\n"
                    "  lmiqa ablate --config configs/cpu-photos.yaml --dataset biq2021 --data-root DIR "
                    "--variants regression --repeats 3 --output-dir runs/biq2021-ablation"),
 }
