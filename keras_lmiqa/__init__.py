@@ -1,7 +1,9 @@
 """keras-lmiqa: LML-IQA no-reference image quality assessment in TensorFlow/Keras 3.
 
 Public API:
-    load_scorer(path)            score images with a model.keras or a SavedModel export
+    pretrained(name)             a shipped quality model (keras.Model), no training needed
+    load_scorer(path)            score images with a model.keras, a SavedModel export or
+                                 (no path) the default shipped model
     train(config)                train LML-IQA (keras_lmiqa.training)
     TrainConfig                  the training configuration (keras_lmiqa.config)
     datasets.load(name, root)    benchmark datasets in their official layouts
@@ -28,6 +30,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_scorer": ("keras_lmiqa.scorer", "load_scorer"),
+    "pretrained": ("keras_lmiqa.pretrained_models", "pretrained"),
     "train": ("keras_lmiqa.training", "train"),
     "TrainConfig": ("keras_lmiqa.config", "TrainConfig"),
     "export_model": ("keras_lmiqa.export", "export_model"),
@@ -43,4 +46,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_lmiqa' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "load_scorer", "train", "TrainConfig", "export_model", "datasets", "metrics"]
+__all__ = ["__version__", "load_scorer", "pretrained", "train", "TrainConfig", "export_model", "datasets", "metrics"]

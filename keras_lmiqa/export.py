@@ -402,9 +402,11 @@ def load_image_model(model_path: str, config_path: str | None = None) -> ImageQu
     return image_quality_model(model, run_spec(config, scale, record), run_info(config, record))
 
 
-def build_module(model_path: str, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
-    """Load a run's model (`load_image_model`) into an `LMIQAModule`; returns it and its metadata."""
-    model = load_image_model(model_path, config_path)
+def build_module(model, config_path: str | None = None) -> tuple[LMIQAModule, dict]:
+    """An `LMIQAModule` of an `ImageQualityModel`, or of a run's model.keras path
+    (`load_image_model`); returns it and its metadata."""
+    if not isinstance(model, ImageQualityModel):
+        model = load_image_model(os.fspath(model), config_path)
     metadata = build_metadata(model.spec, model.info)
     return LMIQAModule(model, metadata), metadata
 
@@ -459,8 +461,11 @@ def _next_version(export_dir: str, version) -> int:
 
 
 def export_model(model_path, export_dir, version: int | None = None, overwrite: bool = False,
-                 config_path: str | None = None) -> str:
+                 config_path: str | None = None, source: str | None = None) -> str:
     """Write the SavedModel of a run's `model.keras` to `<export_dir>/<version>/`; returns that folder.
+
+    `model_path` may also be an `ImageQualityModel` (e.g. `keras_lmiqa.pretrained()`);
+    `source` then names it in the metadata (`source_model`; default the model's name).
 
     `version` defaults to one above the highest present (1 for a new folder). An
     existing version is refused unless `overwrite`, which swaps the new folder in with
@@ -478,7 +483,12 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
     if os.path.exists(final) and not overwrite:
         raise ModelError(f"version {version} already exists: {final}; pass --overwrite (overwrite=True) "
                          "to replace it, or choose another --version")
-    module, metadata = build_module(os.fspath(model_path), config_path)
+    if isinstance(model_path, ImageQualityModel):
+        source = source or model_path.name
+    else:
+        model_path = os.fspath(model_path)
+        source = source or os.path.abspath(model_path)
+    module, metadata = build_module(model_path, config_path)
     os.makedirs(export_dir, exist_ok=True)
     temporary, lock = _locked_temporary(export_dir, f".tmp-{version}-")
     try:
@@ -488,7 +498,7 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
             "serving_default": module.serving_default, "score_pixels": module.score_pixels})
         extra = os.path.join(temporary, ASSETS_EXTRA)
         os.makedirs(extra, exist_ok=True)
-        metadata = {**metadata, "version": version, "source_model": os.path.abspath(os.fspath(model_path)),
+        metadata = {**metadata, "version": version, "source_model": source,
                     "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         artifacts.write_json(os.path.join(extra, METADATA_FILE), metadata)
         with tf.io.TFRecordWriter(os.path.join(temporary, WARMUP_FILE)) as writer:
@@ -500,7 +510,7 @@ def export_model(model_path, export_dir, version: int | None = None, overwrite: 
         raise
     finally:
         os.close(lock)
-    logger.info("exported %s to %s in %.1fs", model_path, final, time.time() - started)
+    logger.info("exported %s to %s in %.1fs", source, final, time.time() - started)
     return final
 
 

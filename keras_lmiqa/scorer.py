@@ -2,7 +2,8 @@
 
 `path` is a run's `model.keras` (standalone; a branch-only file of an older run needs
 its config.json beside it), a SavedModel version folder, or an export base folder (its
-latest version is used). Either way the same graph scores the images: a `.keras` runs
+latest version is used); no `path` scores with the default shipped model
+(`keras_lmiqa.pretrained_models`). Either way the same graph scores the images: a `.keras` runs
 `ImageQualityModel`'s traced functions, an export the `serving_default` /
 `score_pixels` signatures built from those functions.
 
@@ -177,9 +178,16 @@ def _empty() -> dict:
     return {key: np.zeros(shapes[key], np.float32) for key in export_lib.OUTPUT_KEYS}
 
 
-def load_scorer(path, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None,
+def load_scorer(path=None, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None,
                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Scorer:
-    """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder."""
+    """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder;
+    with no `path`, the default shipped model (`keras_lmiqa.pretrained_models.DEFAULT_MODEL`)."""
+    if path is None:
+        from keras_lmiqa import pretrained_models
+
+        model = pretrained_models.pretrained()
+        return model.scorer(batch_size, source=f"pretrained:{pretrained_models.DEFAULT_MODEL}",
+                            max_file_bytes=max_file_bytes)
     path = os.fspath(path)
     if os.path.isfile(path):
         model = export_lib.load_image_model(path, config_path)

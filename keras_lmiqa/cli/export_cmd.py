@@ -1,6 +1,7 @@
 """`lmiqa export` / `python export.py`: a run's model.keras to a TF Serving SavedModel.
 
     lmiqa export --model RUN_DIR/model.keras --export-dir EXPORTS/lmiqa [--version N] [--overwrite]
+    lmiqa export --pretrained biq2021-mobilenet-v2 --export-dir EXPORTS/lmiqa   # a shipped model
     lmiqa export --export-dir EXPORTS/lmiqa --clean
 
 The model.keras alone is enough: it carries the run's inference settings (a model.keras
@@ -31,12 +32,21 @@ def run(args: argparse.Namespace) -> int:
         actions = recover_exports(args.export_dir)
         print("\n".join(actions) if actions else f"nothing to clean in {args.export_dir}")
         return 0
-    if not args.model:
-        raise ConfigError("--model is required (or --clean, to only clean up after killed exports)")
+    if bool(args.model) == bool(args.pretrained):
+        raise ConfigError("give one of --model PATH or --pretrained NAME (or --clean, to only clean up after "
+                          "killed exports)")
+    if args.pretrained and args.config:
+        raise ConfigError("--config applies to --model only: a shipped model carries its settings")
     from keras_lmiqa.export import export_model  # heavy import only when exporting
 
-    version_dir = export_model(args.model, args.export_dir, version=args.version, overwrite=args.overwrite,
-                               config_path=args.config)
+    if args.pretrained:
+        from keras_lmiqa.pretrained_models import pretrained
+
+        model, source = pretrained(args.pretrained), f"pretrained:{args.pretrained}"
+    else:
+        model, source = args.model, None
+    version_dir = export_model(model, args.export_dir, version=args.version, overwrite=args.overwrite,
+                               config_path=args.config, source=source)
     print(version_dir)
     return 0
 
@@ -44,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("export", help="export a trained model as a TF Serving SavedModel",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", metavar="PATH", help="the run's model.keras (required unless --clean)")
+    parser.add_argument("--model", metavar="PATH", help="the run's model.keras")
+    parser.add_argument("--pretrained", metavar="NAME", help="a shipped model instead (`lmiqa models` lists them)")
     parser.add_argument("--export-dir", required=True, metavar="DIR",
                         help="export base folder (TF Serving's --model_base_path); versions go in DIR/N")
     parser.add_argument("--version", type=int, default=None, metavar="N",

@@ -1,5 +1,7 @@
 """`lmiqa score`: quality scores of images, from a server or a local model.
 
+    lmiqa score IMAGE_OR_DIR...                      # the default shipped model (`lmiqa models`)
+    lmiqa score --pretrained NAME IMAGE_OR_DIR...    # another shipped model
     lmiqa score --server HOST:PORT IMAGE_OR_DIR...   # gRPC (TF Serving or `lmiqa serve`)
     lmiqa score --model PATH IMAGE_OR_DIR...         # in-process: model.keras or an export
 
@@ -43,7 +45,17 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
     from keras_lmiqa.errors import ImageError
     from keras_lmiqa.scorer import load_scorer
 
-    scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+    if args.model:
+        scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+    else:
+        from keras_lmiqa import pretrained_models
+
+        name = args.pretrained or pretrained_models.DEFAULT_MODEL
+        card = pretrained_models.model_card(name)
+        print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
+              file=sys.stderr)
+        scorer = pretrained_models.pretrained(name).scorer(args.batch_size, source=f"pretrained:{name}",
+                                                           max_file_bytes=max_file_bytes)
     bar = None
     if len(paths) > PROGRESS_ABOVE:
         import keras
@@ -112,8 +124,10 @@ def _check_arguments(args) -> dict:
     from keras_lmiqa import artifacts
     from keras_lmiqa.errors import ConfigError
 
-    if bool(args.server) == bool(args.model):
-        raise ConfigError("choose one of --server HOST:PORT or --model PATH")
+    if args.pretrained:
+        from keras_lmiqa.pretrained_models import model_folder
+
+        model_folder(args.pretrained)  # an unknown name fails before any image is read
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not (math.isfinite(args.max_image_mb) and args.max_image_mb > 0):
@@ -172,9 +186,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("score", help="score images with a server or a local model",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--server", metavar="HOST:PORT", help="gRPC endpoint (TF Serving or `lmiqa serve`)")
     source.add_argument("--model", metavar="PATH", help="model.keras, SavedModel version folder or export folder")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a shipped model (`lmiqa models`); the default when no source is given")
     parser.add_argument("--model-name", default=MODEL_NAME, help=f"served model name (--server; default {MODEL_NAME})")
     parser.add_argument("--version", type=int, default=None, help="model version (--server; default latest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (--server; default 30)")

@@ -1,0 +1,295 @@
+"""Quality models shipped inside the package: score photos with no training.
+
+    import keras_lmiqa
+    model = keras_lmiqa.pretrained()                 # the default model: a keras.Model
+    model.score_images(["a.jpg", "b.png"])["score"]  # quality in [0, 1], higher = better
+    keras_lmiqa.load_scorer().score(["a.jpg"])       # the same through a Scorer
+
+Each model lives in `keras_lmiqa/shipped/<name>/`:
+
+    model.json     the standalone `ImageQualityModel`'s Keras config (no weights)
+    weights.npz    its weights in `model.weights` order (w0000, w0001, ...), large matrices float16
+    card.json      the machine-readable card: training, metrics, the files' sha256,
+                   the scores of `reference_images()`
+    MODEL_CARD.md  the model card
+
+float16 large matrices nearly halve the file (`stored_as_float16`); `pack_model` records how far
+the shipped scores are from the float32 model's on the images it is given (the card keeps
+that figure). Loading checks
+both files' sha256 against the card, so a damaged file fails by name instead of scoring
+wrongly. `python -m keras_lmiqa.pretrained_models pack ...` writes a new folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from keras_lmiqa import artifacts
+from keras_lmiqa.errors import ModelError
+
+DEFAULT_MODEL = "biq2021-mobilenet-v2"
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
+CARD_FILE, MODEL_FILE, WEIGHTS_FILE, CARD_TEXT_FILE = "card.json", "model.json", "weights.npz", "MODEL_CARD.md"
+CARD_FORMAT = 1
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models, sorted."""
+    if not os.path.isdir(SHIPPED_DIR):
+        return []
+    return sorted(name for name in os.listdir(SHIPPED_DIR)
+                  if os.path.isfile(os.path.join(SHIPPED_DIR, name, CARD_FILE)))
+
+
+def model_folder(name: str | None = None) -> str:
+    """The folder of shipped model `name` (default `DEFAULT_MODEL`); ModelError naming the choices."""
+    name = name or DEFAULT_MODEL
+    if name not in list_models():
+        shipped = ", ".join(list_models()) or "none"
+        raise ModelError(f"no pretrained model named {name!r}; shipped: {shipped} (`lmiqa models` lists them)")
+    return os.path.join(SHIPPED_DIR, name)
+
+
+def model_card(name: str | None = None) -> dict:
+    """The card (`card.json`) of shipped model `name`."""
+    return read_card(model_folder(name))
+
+
+def read_card(folder: str) -> dict:
+    path = os.path.join(folder, CARD_FILE)
+    try:
+        card = artifacts.read_json(path)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot read the model card {path}: {error}") from None
+    if card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{path}: card format {card.get('format')!r}, this keras_lmiqa reads {CARD_FORMAT}")
+    return card
+
+
+def pretrained(name: str | None = None):
+    """The shipped model `name` (default `DEFAULT_MODEL`) as a standalone `ImageQualityModel`:
+    uint8 images in, the score dict out (`keras_lmiqa.models.image_quality`)."""
+    return load_folder(model_folder(name))
+
+
+def load_folder(folder: str):
+    """An `ImageQualityModel` from a folder `pack_model` wrote, after checking its files' sha256."""
+    import keras
+
+    import keras_lmiqa.models  # noqa: F401  (registers the layers the config names)
+
+    card = read_card(folder)
+    contents = {}
+    for file_name in (MODEL_FILE, WEIGHTS_FILE):
+        path = os.path.join(folder, file_name)
+        try:
+            with open(path, "rb") as handle:
+                contents[file_name] = handle.read()
+        except OSError as error:
+            raise ModelError(f"cannot read {path}: {error.strerror or error}") from None
+        expected = card.get("files", {}).get(file_name)
+        if hashlib.sha256(contents[file_name]).hexdigest() != expected:
+            raise ModelError(f"{path} does not match the sha256 in its card ({CARD_FILE}): a damaged or "
+                             "replaced file; reinstall keras-lmiqa")
+    model = keras.saving.deserialize_keras_object(json.loads(contents[MODEL_FILE]), safe_mode=True)
+    with np.load(io.BytesIO(contents[WEIGHTS_FILE]), allow_pickle=False) as arrays:
+        if len(arrays.files) != len(model.weights):
+            raise ModelError(f"{folder}: {WEIGHTS_FILE} holds {len(arrays.files)} arrays, the model has "
+                             f"{len(model.weights)} weights")
+        for index, variable in enumerate(model.weights):
+            value = arrays[_key(index)]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ModelError(f"{folder}: weight {index} ({variable.path}) is {list(value.shape)} in "
+                                 f"{WEIGHTS_FILE}, the model expects {list(variable.shape)}")
+            variable.assign(value.astype(variable.dtype))
+    return model
+
+
+def _key(index: int) -> str:
+    return f"w{index:04d}"
+
+
+# Matrices below this many weights stay float32 (see `stored_as_float16`).
+FLOAT16_MIN_WEIGHTS = 50_000
+
+
+def stored_as_float16(value: np.ndarray) -> bool:
+    """Large matrices (dense and 1x1 convolution kernels of at least FLOAT16_MIN_WEIGHTS:
+    85% of the shipped MobileNetV2's weights) go to float16; the rest stays float32.
+
+    Measured against float32 scores on BIQ2021 test images: every weight as float16 moved an
+    earlier model's by up to 3.3e-3 (20 images), every matrix the shipped model's by 1.8e-3
+    (2,000 images), matrices of >= 50,000 weights by 5.2e-5 (60 images; the card has the
+    figure on all 2,000). The stem, the depthwise kernels, the early blocks' small
+    matrices and the batch-norm statistics are where float16's error grows through the
+    network, and they are few weights."""
+    return (np.issubdtype(value.dtype, np.floating) and value.ndim >= 2 and value.size >= FLOAT16_MIN_WEIGHTS
+            and all(side == 1 for side in value.shape[:-2]))
+
+
+def pack_weights(model) -> bytes:
+    """The model's weights as an npz, matrices as float16 (`stored_as_float16`; refused if one overflows)."""
+    arrays = {}
+    for index, variable in enumerate(model.weights):
+        value = np.asarray(variable.numpy())
+        if stored_as_float16(value):
+            half = value.astype(np.float16)
+            if not np.all(np.isfinite(half)) and np.all(np.isfinite(value)):
+                raise ModelError(f"weight {variable.path} overflows float16 (max |w| {np.abs(value).max():.4g})")
+            value = half
+        arrays[_key(index)] = value
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def reference_images() -> dict[str, np.ndarray]:
+    """Made images (NumPy only, seeded) whose scores each card records: a changed weights file,
+    preprocessing or window rule changes them."""
+    rows, cols = np.mgrid[0:240, 0:320].astype(np.float32)
+    rng = np.random.default_rng(20261130)
+    smooth = np.stack([np.sin(rows / 17.0 + c) * np.cos(cols / 23.0 - c) for c in (0.0, 1.0, 2.0)], -1)
+    texture = rng.normal(0.0, 1.0, (240, 320, 3)).astype(np.float32)
+    checker = ((rows // 16 + cols // 16) % 2)[..., None].repeat(3, -1)
+
+    def to_uint8(x):
+        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+    return {
+        "gradient-240x320": to_uint8(np.stack([rows, cols * 0.75, (rows + cols) * 0.45], -1)),
+        "waves-240x320": to_uint8(127.5 + 100.0 * smooth),
+        "waves-noisy-240x320": to_uint8(127.5 + 100.0 * smooth + 40.0 * texture),
+        "checker-240x320": to_uint8(40.0 + 170.0 * checker),
+        "noise-384x256": to_uint8(rng.uniform(0, 255, (384, 256, 3))),
+    }
+
+
+def reference_scores(model) -> dict[str, float]:
+    """The model's `score` of each `reference_images()` image, 6 decimals."""
+    images = reference_images()
+    scores = model.scorer().score(list(images.values()))
+    return {name: round(float(score), 6) for name, score in zip(images, scores)}
+
+
+def pack_model(model, folder: str, card: dict, check_images: list | None = None,
+               float32_mos: list | None = None) -> dict:
+    """Write `model` (an `ImageQualityModel`) into `folder` as a shipped model; returns the card.
+
+    `card` gives the descriptive fields (name, training, metrics, ...); this adds the
+    files' sha256 and the reference scores, measured on the model as loaded back from
+    float16. With `check_images` (paths) and the float32 model's `mos` on them (a run's
+    test_predictions.csv), it records the largest difference of the shipped model's
+    (`float16.max_abs_mos_difference`) and its `mos` of each (`float16.mos`).
+    """
+    import keras
+
+    os.makedirs(folder, exist_ok=True)
+    config = json.dumps(keras.saving.serialize_keras_object(model), sort_keys=True).encode()
+    weights = pack_weights(model)
+    for file_name, content in ((MODEL_FILE, config), (WEIGHTS_FILE, weights)):
+        with artifacts.atomic_path(os.path.join(folder, file_name)) as temporary, open(temporary, "wb") as handle:
+            handle.write(content)
+    spec = model.spec
+    card = {**card, "format": CARD_FORMAT,
+            "inference": {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
+                          "window_rule": spec.window_rule, "branch": spec.export_branch},
+            "files": {MODEL_FILE: hashlib.sha256(config).hexdigest(),
+                      WEIGHTS_FILE: hashlib.sha256(weights).hexdigest()}}
+    artifacts.write_json(os.path.join(folder, CARD_FILE), card)
+    shipped = load_folder(folder)
+    card["reference_scores"] = reference_scores(shipped)
+    if check_images:
+        half = shipped.scorer().score_mos(check_images)
+        card["float16"] = {"images": len(check_images),
+                           "max_abs_mos_difference": round(float(np.max(np.abs(half - np.asarray(float32_mos)))), 7),
+                           "mos": [float(s) for s in half]}
+    artifacts.write_json(os.path.join(folder, CARD_FILE), card)
+    return card
+
+
+def render_card(card: dict) -> str:
+    """MODEL_CARD.md from the card: every figure in it comes from card.json."""
+    training, backbone, test = card["training"], card["backbone"], card["shipped_metrics"]
+    inference, half = card["inference"], card.get("float16", {})
+    run_val = card["run"]["metrics"]["val"]
+    lines = [
+        f"# {card['name']}", "", card["description"], "",
+        "## Scores", "", card["score_meaning"], "",
+        "## Training data", "",
+        f"- **{training['dataset']}**: {training['citation']}. Source: {training['source']}.",
+        f"- Terms of use: {training['terms']}",
+        f"- Split: {training['split']}", "",
+        "## Backbone", "",
+        f"- `{backbone['name']}`: {backbone['weights']}.",
+        f"- Licence: {backbone['licence']}.", "",
+        "## Training", "",
+        f"- Preset `{training['preset']}`; crops {inference['crop_size']} px at scales "
+        f"{', '.join(f'{r:g}' for r in inference['scales'])}; exported branch: {inference['branch']} "
+        f"(picked on the validation part, SRCC {run_val['srcc']:.3f}).",
+        f"- Command (code at commit `{training.get('commit') or card['run']['config'].get('commit')}`):", "",
+        "```bash", training["command"], "```", "",
+        f"## Metrics: {training['dataset']} official test split ({test['n']} images, measured once)", "",
+        "| SRCC | PLCC | KRCC | RMSE |", "|---|---|---|---|",
+        f"| {test['srcc']:.3f} | {test['plcc']:.3f} | {test['krcc']:.3f} | {test['rmse']:.3f} |", "",
+        "These are the shipped file's own scores (large matrices stored as float16); against the float32 "
+        f"model they differ by at most {half.get('max_abs_mos_difference', float('nan')):.1e} on those "
+        f"{half.get('images', 0)} images.", "",
+        "## Known limits", "", *[f"- {limit}" for limit in card["limits"]], "",
+        "## Checks", "",
+        f"`{WEIGHTS_FILE}` sha256 `{card['files'][WEIGHTS_FILE]}`; the scores of "
+        "`keras_lmiqa.pretrained_models.reference_images()` are in card.json, and the test suite "
+        "recomputes both.", "",
+    ]
+    return "\n".join(lines)
+
+
+def _pack_command(argv: list[str]) -> int:
+    """`python -m keras_lmiqa.pretrained_models pack`: a run folder -> a shipped model folder."""
+    parser = argparse.ArgumentParser(prog="python -m keras_lmiqa.pretrained_models pack",
+                                     description=_pack_command.__doc__)
+    parser.add_argument("--run-dir", required=True, help="the training run (model.keras, config.json, metrics.json)")
+    parser.add_argument("--name", required=True, help="the shipped model's name (its folder)")
+    parser.add_argument("--card", required=True, help="JSON file of the card's descriptive fields")
+    parser.add_argument("--output-dir", default=SHIPPED_DIR, help=f"where model folders go (default {SHIPPED_DIR})")
+    parser.add_argument("--check-csv", default=None,
+                        help="test_predictions.csv of the run: the float16 model rescores its images, and the "
+                             "card records the largest difference and the shipped model's metrics on them")
+    args = parser.parse_args(argv)
+    from keras_lmiqa import metrics
+    from keras_lmiqa.export import load_image_model
+
+    model = load_image_model(os.path.join(args.run_dir, "model.keras"))
+    card = {"name": args.name, **artifacts.read_json(args.card)}
+    card["run"] = {"config": artifacts.read_json(os.path.join(args.run_dir, "config.json")),
+                   "metrics": artifacts.read_json(os.path.join(args.run_dir, "metrics.json"))}
+    paths, mos, predicted = [], [], []
+    if args.check_csv:
+        import csv
+
+        with open(args.check_csv, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                paths.append(row["path"])
+                mos.append(float(row["mos"]))
+                predicted.append(float(row["predicted_mos"]))
+    card = pack_model(model, os.path.join(args.output_dir, args.name), card, paths, predicted)
+    if paths:
+        card["shipped_metrics"] = metrics.evaluate(card["float16"].pop("mos"), mos)
+        artifacts.write_json(os.path.join(args.output_dir, args.name, CARD_FILE), card)
+        with artifacts.atomic_path(os.path.join(args.output_dir, args.name, CARD_TEXT_FILE)) as temporary:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(render_card(card))
+    print(json.dumps({key: card.get(key) for key in ("name", "files", "float16", "shipped_metrics")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["pack"]:
+        sys.exit("usage: python -m keras_lmiqa.pretrained_models pack --run-dir RUN --name NAME --card CARD.json")
+    sys.exit(_pack_command(sys.argv[2:]))
