@@ -216,3 +216,16 @@ def test_the_wheel_carries_the_model_and_scores_without_the_checkout(tmp_path):
     assert scored.returncode == 0, scored.stderr
     row = scored.stdout.strip().splitlines()[-1].split()
     assert row[0].endswith("coffee.jpg") and 0.0 <= float(row[1]) <= 1.0
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`lmiqa models --card NAME | head -1`: the closed pipe ends the command quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails (EPIPE)
+    try:
+        result = subprocess.run([sys.executable, "-m", "keras_lmiqa.cli", "models", "--card", NAME], cwd=ROOT,
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and "Traceback" not in result.stderr, result.stderr
