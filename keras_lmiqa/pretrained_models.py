@@ -79,6 +79,18 @@ def pretrained(name: str | None = None):
     return load_folder(model_folder(name))
 
 
+def scorer(name: str | None = None, **options):
+    """A `keras_lmiqa.scorer.Scorer` of shipped model `name` (`options`: batch_size, max_file_bytes),
+    named `pretrained:NAME` in its messages."""
+    name = name or DEFAULT_MODEL
+    return pretrained(name).scorer(source=source_label(name), **options)
+
+
+def source_label(name: str | None = None) -> str:
+    """How messages and export metadata name shipped model `name`."""
+    return f"pretrained:{name or DEFAULT_MODEL}"
+
+
 def load_folder(folder: str):
     """An `ImageQualityModel` from a folder `pack_model` wrote, after checking its files' sha256."""
     import keras
@@ -179,14 +191,15 @@ def reference_scores(model) -> dict[str, float]:
 
 
 def pack_model(model, folder: str, card: dict, check_images: list | None = None,
-               float32_mos: list | None = None) -> dict:
+               float32_mos: list | None = None, true_mos: list | None = None) -> dict:
     """Write `model` (an `ImageQualityModel`) into `folder` as a shipped model; returns the card.
 
     `card` gives the descriptive fields (name, training, metrics, ...); this adds the
     files' sha256 and the reference scores, measured on the model as loaded back from
-    float16. With `check_images` (paths) and the float32 model's `mos` on them (a run's
-    test_predictions.csv), it records the largest difference of the shipped model's
-    (`float16.max_abs_mos_difference`) and its `mos` of each (`float16.mos`).
+    float16. With `check_images` (paths), the float32 model's `mos` on them and their
+    human scores (a run's test_predictions.csv), it records the shipped model's largest
+    difference from float32 (`float16.max_abs_mos_difference`) and its own metrics on
+    them (`shipped_metrics`).
     """
     import keras
 
@@ -206,10 +219,12 @@ def pack_model(model, folder: str, card: dict, check_images: list | None = None,
     shipped = load_folder(folder)
     card["reference_scores"] = reference_scores(shipped)
     if check_images:
+        from keras_lmiqa import metrics
+
         half = shipped.scorer().score_mos(check_images)
         card["float16"] = {"images": len(check_images),
-                           "max_abs_mos_difference": round(float(np.max(np.abs(half - np.asarray(float32_mos)))), 7),
-                           "mos": [float(s) for s in half]}
+                           "max_abs_mos_difference": round(float(np.max(np.abs(half - np.asarray(float32_mos)))), 7)}
+        card["shipped_metrics"] = metrics.evaluate(half, true_mos)
     artifacts.write_json(os.path.join(folder, CARD_FILE), card)
     return card
 
@@ -262,7 +277,6 @@ def _pack_command(argv: list[str]) -> int:
                         help="test_predictions.csv of the run: the float16 model rescores its images, and the "
                              "card records the largest difference and the shipped model's metrics on them")
     args = parser.parse_args(argv)
-    from keras_lmiqa import metrics
     from keras_lmiqa.export import load_image_model
 
     model = load_image_model(os.path.join(args.run_dir, "model.keras"))
@@ -278,10 +292,8 @@ def _pack_command(argv: list[str]) -> int:
                 paths.append(row["path"])
                 mos.append(float(row["mos"]))
                 predicted.append(float(row["predicted_mos"]))
-    card = pack_model(model, os.path.join(args.output_dir, args.name), card, paths, predicted)
-    if paths:
-        card["shipped_metrics"] = metrics.evaluate(card["float16"].pop("mos"), mos)
-        artifacts.write_json(os.path.join(args.output_dir, args.name, CARD_FILE), card)
+    card = pack_model(model, os.path.join(args.output_dir, args.name), card, paths, predicted, mos)
+    if paths:  # the card's text quotes the shipped metrics
         with artifacts.atomic_path(os.path.join(args.output_dir, args.name, CARD_TEXT_FILE)) as temporary:
             with open(temporary, "w", encoding="utf-8") as handle:
                 handle.write(render_card(card))

@@ -185,9 +185,7 @@ def load_scorer(path=None, batch_size: int = DEFAULT_BATCH_SIZE, config_path: st
     if path is None:
         from keras_lmiqa import pretrained_models
 
-        model = pretrained_models.pretrained()
-        return model.scorer(batch_size, source=f"pretrained:{pretrained_models.DEFAULT_MODEL}",
-                            max_file_bytes=max_file_bytes)
+        return pretrained_models.scorer(batch_size=batch_size, max_file_bytes=max_file_bytes)
     path = os.fspath(path)
     if os.path.isfile(path):
         model = export_lib.load_image_model(path, config_path)

@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from keras_lmiqa.export import export_model  # heavy import only when exporting
 
     if args.pretrained:
-        from keras_lmiqa.pretrained_models import pretrained
+        from keras_lmiqa.pretrained_models import pretrained, source_label
 
-        model, source = pretrained(args.pretrained), f"pretrained:{args.pretrained}"
+        model, source = pretrained(args.pretrained), source_label(args.pretrained)
     else:
         model, source = args.model, None
     version_dir = export_model(model, args.export_dir, version=args.version, overwrite=args.overwrite,

@@ -54,8 +54,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
         card = pretrained_models.model_card(name)
         print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
               file=sys.stderr)
-        scorer = pretrained_models.pretrained(name).scorer(args.batch_size, source=f"pretrained:{name}",
-                                                           max_file_bytes=max_file_bytes)
+        scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
     bar = None
     if len(paths) > PROGRESS_ABOVE:
         import keras
