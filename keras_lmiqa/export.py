@@ -407,6 +407,10 @@ def build_module(model, config_path: str | None = None) -> tuple[LMIQAModule, di
     (`load_image_model`); returns it and its metadata."""
     if not isinstance(model, ImageQualityModel):
         model = load_image_model(os.fspath(model), config_path)
+    elif config_path is not None:
+        # an in-memory model carries its own spec; a config beside it would be silently ignored
+        raise ModelError(f"config_path={config_path!r} applies to a model file only; this ImageQualityModel "
+                         "carries its own settings")
     metadata = build_metadata(model.spec, model.info)
     return LMIQAModule(model, metadata), metadata
 

@@ -213,6 +213,9 @@ def test_missing_config_and_corrupt_model(trained_run, tmp_path):
         export.export_model(model, str(tmp_path / "out"))
     with pytest.raises(ModelError, match="model file not found"):
         export.export_model(str(run / "missing.keras"), str(tmp_path / "out"), config_path=str(run / "config.json"))
+    in_memory = export.load_image_model(os.path.join(trained_run, "model.keras"))
+    with pytest.raises(ModelError, match="config_path=.*config.json.*model file only"):
+        export.export_model(in_memory, str(tmp_path / "out"), config_path=str(run / "config.json"))
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
