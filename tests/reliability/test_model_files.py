@@ -391,10 +391,11 @@ def test_bounded_score_clips_a_small_overshoot_and_fails_a_broken_one():
 
     from keras_lmiqa.export import bounded_score
 
-    scores = tf.constant([0.25, 1.2, -0.1, 0.0, 1.0])
-    np.testing.assert_array_equal(bounded_score(scores).numpy(), np.float32([0.25, 1.0, 0.0, 0.0, 1.0]))
+    # -0.74: a working demo model on the export's warm-up gradient (unlike its training images)
+    scores = tf.constant([0.25, 1.2, -0.1, 0.0, 1.0, -0.74, 3.0])
+    np.testing.assert_array_equal(bounded_score(scores).numpy(), np.float32([0.25, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0]))
     graph = tf.function(bounded_score, input_signature=[tf.TensorSpec([None], tf.float32)])
     np.testing.assert_array_equal(graph(tf.constant([0.5])).numpy(), [0.5])
-    for broken in ([0.5, -2.1e25], [float("nan")], [float("inf")], [1.6]):
+    for broken in ([0.5, -2.1e25], [float("nan")], [float("inf")], [11.5], [-10.5]):
         with pytest.raises(tf.errors.InvalidArgumentError, match="not finite or far outside \\[0, 1\\]"):
             graph(tf.constant(broken, tf.float32))
