@@ -23,6 +23,9 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 BRANCH_MODES = ("ema", "dml")
 EXPORT_BRANCHES = ("auto", "teacher", "student")
 CLIP_MODES = ("per_term", "global")
+# Families of in-graph synthetic distortions (`keras_lmiqa.synthetic`), in a fixed order.
+SYNTHETIC_FAMILIES = ("noise_luma", "noise_color", "jpeg", "blur_gaussian", "blur_motion", "over_exposure",
+                      "under_exposure", "contrast", "downscale", "saturation")
 # What `backbone_options` may set for vit_s16 (keras_hub.models.DeiTBackbone arguments).
 VIT_ARCHITECTURE_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim")
 
@@ -95,6 +98,14 @@ class TrainConfig:
     # Beyond the paper (docs/method.md, "Losses"): a pairwise ranking term on image scores (0 = off).
     lambda_rank: float = 0.0
     rank_temperature: float = 0.05
+    # Synthetic ranking (docs/method.md, "Synthetic ranking"): each global batch also holds
+    # `synthetic_groups` training photos, each with `synthetic_copies` distorted copies of
+    # one family at distinct levels; a stronger level must score lower (0 groups = off).
+    synthetic_groups: int = 0
+    synthetic_copies: int = 2
+    synthetic_families: tuple[str, ...] = SYNTHETIC_FAMILIES
+    lambda_synthetic: float = 0.25
+    synthetic_temperature: float = 0.05
     use_contrastive: bool = True
     use_intra_negatives: bool = True
     use_mutual: bool = True
@@ -123,6 +134,7 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        object.__setattr__(self, "synthetic_families", tuple(self.synthetic_families))
         object.__setattr__(self, "dataset_options", dict(self.dataset_options))
         object.__setattr__(self, "backbone_options", dict(self.backbone_options))
         _validate(self)
@@ -138,6 +150,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["scales"] = list(self.scales)
+        data["synthetic_families"] = list(self.synthetic_families)
         return data
 
 
@@ -205,6 +218,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the full method's speed here (8.5 against 17 images/s, measured).
         "clip_mode": "global",
     },
+    # One model for any photo: `cpu-photos` plus synthetic ranking groups (docs/method.md,
+    # "Synthetic ranking"): each batch of 16 photos also holds 4 more photos with 2
+    # distorted copies each (28 images a step), every family of SYNTHETIC_FAMILIES.
+    "cpu-general": {
+        "backbone": "mobilenet_v2",
+        "crop_size": 128,
+        "num_crops": 4,
+        "num_positives": 1,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 3e-4,
+        "warmup_epochs": 0.2,
+        "val_fraction": 0.05,
+        "lambda_rank": 0.1,
+        "clip_mode": "global",
+        "synthetic_groups": 4,
+        "synthetic_copies": 2,
+        "lambda_synthetic": 0.25,
+    },
 }
 
 
@@ -241,6 +273,7 @@ def _validate(c: TrainConfig) -> None:
     _check(c.lambda_lm >= 0 and c.lambda_mut >= 0, "lambda_lm and lambda_mut must be >= 0")
     _check(c.lambda_rank >= 0, f"lambda_rank must be >= 0, got {c.lambda_rank}")
     _check(c.rank_temperature > 0, f"rank_temperature must be > 0, got {c.rank_temperature}")
+    _check_synthetic(c)
     _check(c.smooth_l1_beta > 0, f"smooth_l1_beta must be > 0, got {c.smooth_l1_beta}")
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}")
     _check(c.batch_size >= 2, f"batch_size must be >= 2 (contrastive negatives need other images), got {c.batch_size}")
@@ -252,6 +285,17 @@ def _validate(c: TrainConfig) -> None:
     _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
     _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
     _check(bool(c.cache), "cache must be encoded, decoded, none or a file prefix")
+
+
+def _check_synthetic(c: TrainConfig) -> None:
+    _check(c.synthetic_groups >= 0, f"synthetic_groups must be >= 0, got {c.synthetic_groups}")
+    _check(1 <= c.synthetic_copies <= 5, f"synthetic_copies must be in 1..5 (distinct levels), got {c.synthetic_copies}")
+    _check(c.lambda_synthetic >= 0, f"lambda_synthetic must be >= 0, got {c.lambda_synthetic}")
+    _check(c.synthetic_temperature > 0, f"synthetic_temperature must be > 0, got {c.synthetic_temperature}")
+    _check(len(c.synthetic_families) >= 1, "synthetic_families must name at least one family")
+    for name in c.synthetic_families:
+        _check(name in SYNTHETIC_FAMILIES,
+               f"synthetic_families: {name!r} is not one of {', '.join(SYNTHETIC_FAMILIES)}")
 
 
 def _check_backbone_options(c: TrainConfig) -> None:
@@ -271,7 +315,8 @@ def _check_backbone_options(c: TrainConfig) -> None:
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}  # annotation strings
 _EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-             "Mapping[str, Any]": "a mapping of keys to values", "tuple[float, ...]": "a list of numbers"}
+             "Mapping[str, Any]": "a mapping of keys to values", "tuple[float, ...]": "a list of numbers",
+             "tuple[str, ...]": "a list of names"}
 
 
 def _type_problem(key: str, value: Any) -> str | None:
@@ -286,7 +331,8 @@ def _type_problem(key: str, value: Any) -> str | None:
             "bool": isinstance(value, bool), "str": isinstance(value, str),
             "Mapping[str, Any]": isinstance(value, Mapping),
             "tuple[float, ...]": isinstance(value, (list, tuple)) and all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)}[kind]
+                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value),
+            "tuple[str, ...]": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)}[kind]
     if fits:
         return None
     hint = ""
@@ -359,7 +405,9 @@ def check_same_settings(run_dir: str, config: TrainConfig) -> None:
     with open(path, encoding="utf-8") as handle:
         previous = json.load(handle).get("config", {})
     wanted = json.loads(json.dumps(config.to_dict()))  # as stored: tuples become lists
-    changed = sorted(k for k in wanted if k != "output_dir" and previous.get(k) != wanted[k])
+    # A key the folder's config predates counts as its default value.
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    changed = sorted(k for k in wanted if k != "output_dir" and previous.get(k, defaults[k]) != wanted[k])
     if changed:
         raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); "
                           "use a new --output-dir, or delete that folder to start over")

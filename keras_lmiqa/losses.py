@@ -96,7 +96,7 @@ def _smooth_l1(pred, target, beta):
     return ops.where(diff < beta, 0.5 * ops.square(diff) / beta, diff - 0.5 * beta)
 
 
-def quality_loss(pred, target, beta=0.05):
+def quality_loss(pred, target, beta=0.05, mask=None):
     """SmoothL1 quality regression loss, mean over the batch (PyTorch definition).
 
     Per sample, with `d = |pred - target|`: `0.5 * d**2 / beta` if `d < beta`, else
@@ -108,6 +108,8 @@ def quality_loss(pred, target, beta=0.05):
         pred: `(batch,)` or `(batch, 1)` predicted scores.
         target: `(batch,)` or `(batch, 1)` normalised MOS.
         beta: float >= 0, the quadratic/linear transition point. Defaults to 0.05.
+        mask: optional `(batch,)` 0/1 marks of the samples that have a target: the mean
+            is over those (all when None).
 
     Returns:
         Scalar float32 loss.
@@ -115,19 +117,55 @@ def quality_loss(pred, target, beta=0.05):
     _check_non_negative("beta", beta)
     pred = ops.reshape(pred, (-1,))
     target = ops.reshape(target, (-1,))
-    return ops.mean(_smooth_l1(pred, target, beta))
+    if mask is None:
+        return ops.mean(_smooth_l1(pred, target, beta))
+    mask = ops.cast(ops.reshape(mask, (-1,)), "float32")
+    return ops.sum(mask * _smooth_l1(pred, target, beta)) / ops.maximum(ops.sum(mask), 1.0)
 
 
-def pairwise_ranking_loss(pred, target, reference_pred, reference_target, temperature=0.05):
+def ordinal_ranking_loss(pred, reference_pred, order, temperature=0.05, mask=None):
+    """Pairwise logistic (RankNet) loss for a given order of scores against references.
+
+    `order[i, j]` is +1 where image i must score above reference j, -1 where below, 0
+    where the pair does not count. Per image i:
+    `mean_j softplus(-order_ij * (p_i - stop_gradient(r_j)) / temperature)` over its
+    counted pairs (0 without any), then the mean over the images `mask` selects (all when
+    None). Gradients reach `pred` only; with `reference_pred` the (gathered) `pred` itself,
+    every pair pulls on both its images, once per direction.
+
+    Args:
+        pred: `(batch,)` predicted scores.
+        reference_pred: `(n,)` reference scores (treated as constants).
+        order: `(batch, n)` in {-1, 0, 1}.
+        temperature: float > 0, the score difference that counts as a clear order.
+        mask: optional `(batch,)` 0/1 weights of the images averaged over.
+
+    Returns:
+        Scalar float32 loss.
+    """
+    _check_positive("temperature", temperature)
+    pred = ops.reshape(ops.cast(pred, "float32"), (-1, 1))
+    reference_pred = ops.stop_gradient(ops.reshape(ops.cast(reference_pred, "float32"), (1, -1)))
+    order = ops.cast(order, "float32")
+    counted = ops.abs(order)
+    pair_loss = ops.softplus(-order * (pred - reference_pred) / temperature) * counted
+    per_image = ops.sum(pair_loss, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)
+    if mask is None:
+        return ops.mean(per_image)
+    mask = ops.cast(ops.reshape(mask, (-1,)), "float32")
+    return ops.sum(mask * per_image) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def pairwise_ranking_loss(pred, target, reference_pred, reference_target, temperature=0.05,
+                          mask=None, reference_mask=None):
     """Pairwise logistic (RankNet) loss of scores against a reference set of images.
 
     For each image i and each reference image j with a different target:
     `softplus(-sign(t_i - t_j) * (p_i - stop_gradient(p_j)) / temperature)`, averaged
-    over j, then over i. SRCC, the field's headline metric, depends only on the
-    order of the scores; this term asks for that order directly, while the SmoothL1
-    term keeps the scale. The reference set is the global batch (under a strategy,
-    gathered from every replica), so gradients reach `pred` only; with the reference
-    being `pred` itself every pair still pulls on both its images, once per order.
+    over j, then over i (`ordinal_ranking_loss` with `order = sign(t_i - t_j)`). SRCC,
+    the field's headline metric, depends only on the order of the scores; this term asks
+    for that order directly, while the SmoothL1 term keeps the scale. The reference set
+    is the global batch (under a strategy, gathered from every replica).
 
     Args:
         pred: `(batch,)` predicted scores (normalised quality, higher = better).
@@ -136,20 +174,43 @@ def pairwise_ranking_loss(pred, target, reference_pred, reference_target, temper
         reference_target: `(n,)` their normalised MOS.
         temperature: float > 0, the score difference that counts as a clear order.
             Defaults to 0.05 (scores lie in [0, 1]).
+        mask, reference_mask: optional `(batch,)` and `(n,)` 0/1 marks of the images that
+            have a target (the others take part in no pair); all when None.
 
     Returns:
         Scalar float32 loss; 0 when no pair has different targets.
     """
-    _check_positive("temperature", temperature)
-    pred = ops.reshape(ops.cast(pred, "float32"), (-1, 1))
     target = ops.reshape(ops.cast(target, "float32"), (-1, 1))
-    reference_pred = ops.stop_gradient(ops.reshape(ops.cast(reference_pred, "float32"), (1, -1)))
     reference_target = ops.reshape(ops.cast(reference_target, "float32"), (1, -1))
     order = ops.sign(target - reference_target)  # [b, n]; 0 for ties (and the image itself)
-    counted = ops.abs(order)
-    pair_loss = ops.softplus(-order * (pred - reference_pred) / temperature) * counted
-    per_image = ops.sum(pair_loss, axis=1) / ops.maximum(ops.sum(counted, axis=1), 1.0)
-    return ops.mean(per_image)
+    if mask is not None:
+        order = order * ops.reshape(ops.cast(mask, "float32"), (-1, 1))
+        order = order * ops.reshape(ops.cast(reference_mask, "float32"), (1, -1))
+    return ordinal_ranking_loss(pred, reference_pred, order, temperature, mask)
+
+
+def synthetic_ranking_loss(pred, photo, level, reference_pred, reference_photo, reference_level,
+                           temperature=0.05):
+    """Ordinal loss of distorted copies: within one photo's group (`photo` ids equal), the
+    member of the lower `level` (0: the photo as it is; 1..5: its copies of one family)
+    must score higher. Averaged over the images that have such a pair; 0 without any.
+
+    Args:
+        pred: `(batch,)` predicted scores.
+        photo, level: `(batch,)` int photo ids and levels of those images.
+        reference_pred, reference_photo, reference_level: the same for the references
+            (the gathered global batch).
+        temperature: float > 0. Defaults to 0.05.
+
+    Returns:
+        Scalar float32 loss.
+    """
+    same = ops.cast(ops.equal(ops.reshape(photo, (-1, 1)), ops.reshape(reference_photo, (1, -1))), "float32")
+    level = ops.reshape(ops.cast(level, "float32"), (-1, 1))
+    reference_level = ops.reshape(ops.cast(reference_level, "float32"), (1, -1))
+    order = same * ops.sign(reference_level - level)  # +1: i is the less distorted
+    has_pair = ops.sum(ops.abs(order), axis=1) > 0
+    return ordinal_ranking_loss(pred, reference_pred, order, temperature, has_pair)
 
 
 def mutual_distillation_loss(

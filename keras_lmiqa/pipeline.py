@@ -11,6 +11,11 @@ Training elements (`TrainPipeline.epoch_dataset`) are dicts with
                                         positive: neither positive nor negative), then ROLE_POSITIVE
     quality   [B] float32               normalised MOS, higher = better
     image_id  [B] int32                 index of the image in the split
+With `synthetic_groups` on, a batch appends the members of its synthetic groups (each a
+photo and its distorted copies, adjacent) to the B photos, and every element also holds
+    level     int32                     0 for a photo as it is, 1..5 for a distorted copy
+    family    int32                     the copy's `synthetic.FAMILIES` index, -1 for a photo
+(a copy's `quality` is its photo's MOS, which only level-0 elements are trained on).
 Inference elements (`inference_dataset`) hold `crops` [B, G, S, S, 3], `saliency` [B, G]
 and `mask` [B, G] for the deterministic windows of each image (G: the batch's longest
 grid; shorter grids are padded with empty windows, mask False).
@@ -26,11 +31,13 @@ import tensorflow as tf
 from keras_lmiqa import crops as crop_ops
 from keras_lmiqa import image_io
 from keras_lmiqa import saliency as saliency_ops
+from keras_lmiqa import synthetic
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ImageError
 from keras_lmiqa.inference_spec import InferenceSpec, as_inference_spec
 
 AUTOTUNE = tf.data.AUTOTUNE
+SYNTHETIC_SEED_OFFSET = 7_919  # the synthetic groups' shuffle and draws differ from the photos'
 logger = logging.getLogger(__name__)
 
 
@@ -39,6 +46,18 @@ def decode_image(contents, max_pixels: int) -> tf.Tensor:
     (grey/RGBA/16-bit/CMYK to 8-bit RGB, GIF first frame, EXIF orientation applied,
     pixel limit checked on the header before decoding)."""
     return image_io.decode_image(contents, max_pixels)
+
+
+def _append_groups(photos, groups):
+    """One batch: the photos (level 0, family -1), then the synthetic groups' members."""
+    size = tf.shape(photos["quality"])[0]
+    photos = {**photos, "level": tf.zeros([size], tf.int32), "family": tf.fill([size], -1)}
+    return {key: tf.concat([photos[key], groups[key]], 0) for key in photos}
+
+
+def _flatten_groups(batch):
+    """[G, 1 + C, ...] group fields to [G * (1 + C), ...], members of a group adjacent."""
+    return {key: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0)) for key, value in batch.items()}
 
 
 def _options() -> tf.data.Options:
@@ -218,13 +237,12 @@ class TrainPipeline:
     ) -> tf.data.Dataset:
         """Batches `skip_batches` to `num_batches` of one epoch, `batch_size` images each.
 
-        A fixed batch count keeps every worker of a multi-worker run in step.
+        A fixed batch count keeps every worker of a multi-worker run in step. With
+        `synthetic_groups` on, each batch also holds this pipeline's share of the
+        synthetic groups (`_synthetic_batches`), appended after the photos.
         """
         c = self.config
-        ids = tf.range(self.size, dtype=tf.int32)
-        ds = tf.data.Dataset.from_tensor_slices((self.paths, tf.constant(self.qualities, tf.float32), ids))
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        ds = self._source(input_context)
         epoch_seed = c.seed * 100_003 + epoch
         mode = cache_mode(c.cache)
         self.check_cache(input_context)  # logs what is cached; refuses "decoded" over its budget
@@ -240,19 +258,65 @@ class TrainPipeline:
             ds = ds.skip(skip_batches * batch_size)
             if mode == CACHE_ENCODED:  # decode the cached bytes and compute saliency every epoch
                 ds = ds.map(self._traced("decode", self._decode, ds.element_spec), num_parallel_calls=AUTOTUNE)
+        ds = self._sampled(ds, epoch_seed)
+        ds = ds.padded_batch(batch_size, drop_remainder=True)
+        cut = self._traced("cut", self._cut, ds.element_spec)
+        ds = ds.take(max(num_batches - skip_batches, 0)).map(cut, num_parallel_calls=AUTOTUNE)
+        if c.synthetic_groups:
+            groups = max(1, c.synthetic_groups * batch_size // c.batch_size)  # this pipeline's share
+            synthetic = self._synthetic_batches(epoch_seed, groups, num_batches, input_context, skip_batches)
+            ds = tf.data.Dataset.zip(ds, synthetic).map(_append_groups, num_parallel_calls=AUTOTUNE)
+        options = _options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(options).prefetch(AUTOTUNE)
+
+    def _source(self, input_context):
+        ids = tf.range(self.size, dtype=tf.int32)
+        ds = tf.data.Dataset.from_tensor_slices((self.paths, tf.constant(self.qualities, tf.float32), ids))
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return ds
+
+    def _sampled(self, ds, epoch_seed):
         sample = self._traced("sample", self._sample, ds.element_spec, tf.TensorSpec([], tf.int32))
         seed = tf.constant(epoch_seed, tf.int32)
 
         def sample_epoch(element):
             return sample(element, seed)
 
-        ds = ds.map(sample_epoch, num_parallel_calls=AUTOTUNE)
-        ds = ds.padded_batch(batch_size, drop_remainder=True)
+        return ds.map(sample_epoch, num_parallel_calls=AUTOTUNE)
+
+    def _synthetic_batches(self, epoch_seed, groups, num_batches, input_context, skip_batches):
+        """`groups` synthetic groups a batch: photos in their own shuffle, read from the
+        files (no second cache), each with its copies (`_make_group`), flattened image-major."""
+        group_seed = epoch_seed + SYNTHETIC_SEED_OFFSET
+        ds = self._source(input_context).shuffle(self.size, seed=group_seed, reshuffle_each_iteration=False)
+        ds = ds.skip(skip_batches * groups)
+        ds = ds.map(self._traced("prepare", self._prepare, ds.element_spec), num_parallel_calls=AUTOTUNE)
+        ds = self._sampled(ds, group_seed)
+        make = self._traced("group", self._make_group, ds.element_spec, tf.TensorSpec([], tf.int32))
+        seed = tf.constant(group_seed, tf.int32)
+        ds = ds.map(lambda element: make(element, seed), num_parallel_calls=AUTOTUNE)
+        ds = ds.padded_batch(groups, drop_remainder=True).map(_flatten_groups, num_parallel_calls=AUTOTUNE)
         cut = self._traced("cut", self._cut, ds.element_spec)
-        ds = ds.take(max(num_batches - skip_batches, 0)).map(cut, num_parallel_calls=AUTOTUNE)
-        options = _options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return ds.with_options(options).prefetch(AUTOTUNE)
+        return ds.take(max(num_batches - skip_batches, 0)).map(cut, num_parallel_calls=AUTOTUNE)
+
+    def _make_group(self, element, group_seed):
+        """The photo (level 0) and `synthetic_copies` distorted copies of one family at
+        distinct ascending levels, all cut at the photo's windows: every field gains a
+        leading [1 + C] axis; `level` and `family` say what each member is."""
+        c = self.config
+        seed = tf.stack([tf.cast(group_seed, tf.int32), element["image_id"]])
+        family, levels = synthetic.sample_group(synthetic.family_indices(c.synthetic_families),
+                                                c.synthetic_copies, seed)
+        copies = [synthetic.distort(element["image"], family, levels[i], seed + 2 + i)
+                  for i in range(c.synthetic_copies)]
+        members = 1 + c.synthetic_copies
+        group = {key: tf.stack([value] * members) for key, value in element.items() if key != "image"}
+        group["image"] = tf.stack([element["image"], *copies])
+        group["level"] = tf.concat([[0], levels], 0)
+        group["family"] = tf.fill([members], family)
+        return group
 
     def _traced(self, name, function, element_spec, *more_specs):
         """`function` traced once per element spec and reused by every epoch's dataset.

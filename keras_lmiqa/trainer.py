@@ -31,7 +31,7 @@ from keras_lmiqa.models import build_branch
 from keras_lmiqa.models.layers import importance_pool
 from keras_lmiqa.strategy import all_gather, replica_offset_and_total
 
-LOSS_NAMES = ("loss", "quality", "rank", "contrastive", "mutual", "mutual_mse", "mutual_kl")
+LOSS_NAMES = ("loss", "quality", "rank", "synthetic", "contrastive", "mutual", "mutual_mse", "mutual_kl")
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -157,17 +157,26 @@ class LMIQATrainer:
         k = c.num_crops
         scale = ops.cast(ops.shape(batch["quality"])[0], "float32") / ops.cast(global_batch, "float32")
         score, _ = importance_pool(out["crop_scores"][:, :k], out["crop_logits"][:, :k])
-        terms = {"quality": losses.quality_loss(score, batch["quality"], beta=c.smooth_l1_beta) * scale}
+        # With synthetic groups, only the photos as they are (level 0) have a MOS.
+        labelled = ops.equal(batch["level"], 0) if c.synthetic_groups else None
+        terms = {"quality": losses.quality_loss(score, batch["quality"], c.smooth_l1_beta, labelled) * scale}
         zero = ops.zeros((), "float32")
-        terms["rank"] = zero
+        terms["rank"] = terms["synthetic"] = zero
+        global_score = all_gather(ops.stop_gradient(score)) if c.lambda_rank > 0 or c.synthetic_groups else None
         if c.lambda_rank > 0:  # against the whole global batch, like the contrastive keys
+            global_labelled = None if labelled is None else all_gather(ops.cast(labelled, "float32"))
             terms["rank"] = scale * losses.pairwise_ranking_loss(
-                score, batch["quality"], all_gather(ops.stop_gradient(score)), all_gather(batch["quality"]),
-                temperature=c.rank_temperature)
+                score, batch["quality"], global_score, all_gather(batch["quality"]),
+                temperature=c.rank_temperature, mask=labelled, reference_mask=global_labelled)
+        if c.synthetic_groups and c.lambda_synthetic > 0:
+            photo, level = self._photos_and_levels(batch)
+            terms["synthetic"] = scale * losses.synthetic_ranking_loss(
+                score, batch["image_id"], batch["level"], global_score, photo, level,
+                temperature=c.synthetic_temperature)
         terms["contrastive"] = zero
         if c.use_contrastive and c.lambda_lm > 0:
             query = out["embeddings"][:, 0]  # the anchor crop
-            positive, intra = self._masks(batch["roles"], offset)
+            positive, intra = self._masks(batch, offset)
             terms["contrastive"] = scale * losses.local_manifold_contrastive_loss(
                 query, keys, positive, intra, temperature=c.temperature,
                 intra_weight=c.intra_weight if c.use_intra_negatives else 0.0)
@@ -183,11 +192,21 @@ class LMIQATrainer:
         # trained) and is weighted so that it cannot outweigh the label.
         terms["mutual"] = c.lambda_mse * mse_on * terms["mutual_mse"] + c.lambda_kl * terms["mutual_kl"]
         # The label terms, clipped apart from the contrastive term (`clip_per_term`).
-        terms["label"] = terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_mut * terms["mutual"]
+        terms["label"] = (terms["quality"] + c.lambda_rank * terms["rank"] + c.lambda_synthetic * terms["synthetic"]
+                          + c.lambda_mut * terms["mutual"])
         terms["loss"] = terms["label"] + c.lambda_lm * terms["contrastive"]
         return terms
 
-    def _masks(self, roles, offset):
+    def _photos_and_levels(self, batch):
+        """Photo ids and levels of the global batch, image-major: ([N], [N]) int32.
+
+        Gathered as float (exact below 2^24): collective all-gather of int32 fails under
+        MultiWorkerMirroredStrategy."""
+        gathered = all_gather(ops.cast(ops.stack([batch["image_id"], batch["level"]], axis=1), "float32"))
+        gathered = ops.cast(gathered, "int32")
+        return gathered[:, 0], gathered[:, 1]
+
+    def _masks(self, batch, offset):
         """Positive and intra masks [b, N] of local queries against the global keys.
 
         Keys are the crops of all images in the global batch, image-major; roles differ
@@ -195,8 +214,11 @@ class LMIQATrainer:
         they are gathered like the keys. Positives of image i: its anchor (the teacher's
         key, as in MoCo) and its P other-scale views; intra negatives: its non-salient
         windows marked ROLE_NON_SALIENT; neutral windows are neither, but still
-        inter negatives for the other images.
+        inter negatives for the other images. With synthetic groups, every crop of
+        another member of i's group (the same photo at another distortion level: the
+        same content, another quality) is an intra negative of i too.
         """
+        roles = batch["roles"]
         # Gathered as float: collective all-gather of int32 fails under MultiWorkerMirroredStrategy.
         key_roles = ops.cast(ops.reshape(all_gather(ops.cast(roles, "float32")), (-1,)), "int32")  # [N]
         crops_per_image = ops.shape(roles)[1]
@@ -206,6 +228,12 @@ class LMIQATrainer:
         is_positive = ops.logical_or(ops.equal(key_roles, ROLE_ANCHOR), ops.equal(key_roles, ROLE_POSITIVE))
         intra = same * ops.cast(ops.equal(key_roles, ROLE_NON_SALIENT), "float32")[None, :]
         positive = same * ops.cast(is_positive, "float32")[None, :]
+        if self.config.synthetic_groups:
+            photo, level = self._photos_and_levels(batch)
+            key_photo, key_level = ops.take(photo, key_image), ops.take(level, key_image)
+            sibling = ops.logical_and(ops.equal(batch["image_id"][:, None], key_photo[None, :]),
+                                      ops.not_equal(batch["level"][:, None], key_level[None, :]))
+            intra = ops.maximum(intra, ops.cast(sibling, "float32"))
         return positive, intra
 
     # -- steps ----------------------------------------------------------------------
