@@ -144,6 +144,11 @@ class TrainConfig:
         """K training windows plus P positive views."""
         return self.num_crops + self.num_positives
 
+    @property
+    def images_per_step(self) -> int:
+        """Images a global step trains on: the photos, plus each synthetic group's photo and copies."""
+        return self.batch_size + self.synthetic_groups * (1 + self.synthetic_copies)
+
     def replace(self, **changes) -> TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
@@ -289,7 +294,7 @@ def _validate(c: TrainConfig) -> None:
 
 def _check_synthetic(c: TrainConfig) -> None:
     _check(c.synthetic_groups >= 0, f"synthetic_groups must be >= 0, got {c.synthetic_groups}")
-    _check(1 <= c.synthetic_copies <= 5, f"synthetic_copies must be in 1..5 (distinct levels), got {c.synthetic_copies}")
+    _check(1 <= c.synthetic_copies <= 5, f"synthetic_copies must be in 1..5, got {c.synthetic_copies}")
     _check(c.lambda_synthetic >= 0, f"lambda_synthetic must be >= 0, got {c.lambda_synthetic}")
     _check(c.synthetic_temperature > 0, f"synthetic_temperature must be > 0, got {c.synthetic_temperature}")
     _check(len(c.synthetic_families) >= 1, "synthetic_families must name at least one family")

@@ -29,9 +29,8 @@ import os
 import tensorflow as tf
 
 from keras_lmiqa import crops as crop_ops
-from keras_lmiqa import image_io
+from keras_lmiqa import image_io, synthetic
 from keras_lmiqa import saliency as saliency_ops
-from keras_lmiqa import synthetic
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ImageError
 from keras_lmiqa.inference_spec import InferenceSpec, as_inference_spec

@@ -262,7 +262,7 @@ class EpochLog:
         if self.bar is not None:
             self.bar.update(step + 1, [("loss", float(self.means["loss"].result()))])
         elif (step + 1) % PROGRESS_EVERY == 0:
-            rate = self.count * self.config.batch_size / max(self.seconds, 1e-6)
+            rate = self.count * self.config.images_per_step / max(self.seconds, 1e-6)
             logger.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", self.epoch + 1, step + 1, self.steps,
                         float(self.means["loss"].result()), rate)
 

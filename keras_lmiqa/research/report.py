@@ -134,6 +134,9 @@ def _page(record: dict, metrics: dict, figures: dict[str, tuple[bytes, str]]) ->
              "epochs": f"{config.get('epochs')} (best validation epoch {metrics.get('val', {}).get('epoch')})",
              "switches": ", ".join(f"{k}={config.get(k)}" for k in
                                    ("use_contrastive", "use_intra_negatives", "use_mutual", "use_saliency")),
+             "synthetic ranking": (f"{config.get('synthetic_groups')} groups of a photo and "
+                                   f"{config.get('synthetic_copies')} copies a batch, weight "
+                                   f"{config.get('lambda_synthetic')}" if config.get("synthetic_groups") else "off"),
              "training time": f"{metrics.get('train_seconds')} s", "commit": str(record.get("commit"))}
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
     sections = "".join(
