@@ -34,10 +34,17 @@ import numpy as np
 from keras_lmiqa import artifacts
 from keras_lmiqa.errors import ModelError
 
-DEFAULT_MODEL = "biq2021-mobilenet-v2"
+# The default model is the first of these that is shipped and whose card shows it meets
+# the release targets (`release_shortfalls`); the last one, the BIQ2021 specialist, is the
+# default otherwise.
+DEFAULT_CANDIDATES = ("general-mobilenet-v2", "biq2021-mobilenet-v2")
+# A general-purpose model must keep the specialist's accuracy on BIQ2021's official test
+# split, and see every graded distortion as people do (`keras_lmiqa.sensitivity`'s targets).
+RELEASE_TARGETS = {"srcc": 0.80, "plcc": 0.82}
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
 CARD_FILE, MODEL_FILE, WEIGHTS_FILE, CARD_TEXT_FILE = "card.json", "model.json", "weights.npz", "MODEL_CARD.md"
-CARD_FORMAT = 1
+CARD_FORMAT = 2  # 2 adds `sensitivity`, the record of `lmiqa sensitivity` on the shipped file
+READABLE_CARD_FORMATS = (1, 2)
 
 
 def list_models() -> list[str]:
@@ -48,9 +55,35 @@ def list_models() -> list[str]:
                   if os.path.isfile(os.path.join(SHIPPED_DIR, name, CARD_FILE)))
 
 
+def release_shortfalls(card: dict) -> list[str]:
+    """Why the model of `card` may not be the default: its BIQ2021 test figures or a
+    distortion family of its sensitivity record below the release targets (empty: none)."""
+    from keras_lmiqa.sensitivity import TARGET_MEAN_DROP, TARGET_MEDIAN_SRCC
+
+    test = card.get("shipped_metrics", {})
+    shortfalls = [f"test {key} {test.get(key, 0.0):.3f} < {target}" for key, target in RELEASE_TARGETS.items()
+                  if test.get(key, 0.0) < target]
+    families = card.get("sensitivity", {}).get("families", {})
+    if not families:
+        shortfalls.append("no sensitivity record")
+    for family, figures in sorted(families.items()):
+        if figures["median_srcc"] < TARGET_MEDIAN_SRCC or figures["mean_drop"] < TARGET_MEAN_DROP:
+            shortfalls.append(f"{family}: median SRCC {figures['median_srcc']:.2f}, drop {figures['mean_drop']:.3f}")
+    return shortfalls
+
+
+def default_model() -> str:
+    """The default shipped model: see `DEFAULT_CANDIDATES`."""
+    shipped = list_models()
+    for name in DEFAULT_CANDIDATES[:-1]:
+        if name in shipped and not release_shortfalls(read_card(os.path.join(SHIPPED_DIR, name))):
+            return name
+    return DEFAULT_CANDIDATES[-1]
+
+
 def model_folder(name: str | None = None) -> str:
-    """The folder of shipped model `name` (default `DEFAULT_MODEL`); ModelError naming the choices."""
-    name = name or DEFAULT_MODEL
+    """The folder of shipped model `name` (default `default_model()`); ModelError naming the choices."""
+    name = name or default_model()
     if name not in list_models():
         shipped = ", ".join(list_models()) or "none"
         raise ModelError(f"no pretrained model named {name!r}; shipped: {shipped} (`lmiqa models` lists them)")
@@ -68,13 +101,14 @@ def read_card(folder: str) -> dict:
         card = artifacts.read_json(path)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot read the model card {path}: {error}") from None
-    if card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{path}: card format {card.get('format')!r}, this keras_lmiqa reads {CARD_FORMAT}")
+    if card.get("format") not in READABLE_CARD_FORMATS:
+        raise ModelError(f"{path}: card format {card.get('format')!r}, this keras_lmiqa reads "
+                         f"{' and '.join(map(str, READABLE_CARD_FORMATS))}")
     return card
 
 
 def pretrained(name: str | None = None):
-    """The shipped model `name` (default `DEFAULT_MODEL`) as a standalone `ImageQualityModel`:
+    """The shipped model `name` (default `default_model()`) as a standalone `ImageQualityModel`:
     uint8 images in, the score dict out (`keras_lmiqa.models.image_quality`)."""
     return load_folder(model_folder(name))
 
@@ -82,13 +116,13 @@ def pretrained(name: str | None = None):
 def scorer(name: str | None = None, **options):
     """A `keras_lmiqa.scorer.Scorer` of shipped model `name` (`options`: batch_size, max_file_bytes),
     named `pretrained:NAME` in its messages."""
-    name = name or DEFAULT_MODEL
+    name = name or default_model()
     return pretrained(name).scorer(source=source_label(name), **options)
 
 
 def source_label(name: str | None = None) -> str:
     """How messages and export metadata name shipped model `name`."""
-    return f"pretrained:{name or DEFAULT_MODEL}"
+    return f"pretrained:{name or default_model()}"
 
 
 def load_folder(folder: str):
@@ -256,6 +290,7 @@ def render_card(card: dict) -> str:
         "These are the shipped file's own scores (large matrices stored as float16); against the float32 "
         f"model they differ by at most {half.get('max_abs_mos_difference', float('nan')):.1e} on those "
         f"{half.get('images', 0)} images.", "",
+        *_sensitivity_lines(card.get("sensitivity")),
         "## Known limits", "", *[f"- {limit}" for limit in card["limits"]], "",
         "## Checks", "",
         f"`{WEIGHTS_FILE}` sha256 `{card['files'][WEIGHTS_FILE]}`; the scores of "
@@ -263,6 +298,19 @@ def render_card(card: dict) -> str:
         "recomputes both.", "",
     ]
     return "\n".join(lines)
+
+
+def _sensitivity_lines(record: dict | None) -> list[str]:
+    """The card's sensitivity section: per family, how the score falls with the level."""
+    if not record:
+        return []
+    lines = [f"## Sensitivity to distortions ({record['photos']} photos, `lmiqa sensitivity`)", "",
+             record.get("photos_description", ""), "",
+             "| family | median SRCC(level, -score) | mean drop at level 5 | monotone photos |", "|---|---|---|---|"]
+    for family, figures in record["families"].items():
+        lines.append(f"| {family} | {figures['median_srcc']:.2f} | {figures['mean_drop']:.3f} | "
+                     f"{figures['monotone_share']:.0%} |")
+    return [*lines, ""]
 
 
 def _pack_command(argv: list[str]) -> int:
@@ -273,6 +321,8 @@ def _pack_command(argv: list[str]) -> int:
     parser.add_argument("--name", required=True, help="the shipped model's name (its folder)")
     parser.add_argument("--card", required=True, help="JSON file of the card's descriptive fields")
     parser.add_argument("--output-dir", default=SHIPPED_DIR, help=f"where model folders go (default {SHIPPED_DIR})")
+    parser.add_argument("--sensitivity", default=None,
+                        help="sensitivity.json that `lmiqa sensitivity` wrote for this model: the card keeps it")
     parser.add_argument("--check-csv", default=None,
                         help="test_predictions.csv of the run: the float16 model rescores its images, and the "
                              "card records the largest difference and the shipped model's metrics on them")
@@ -281,6 +331,8 @@ def _pack_command(argv: list[str]) -> int:
 
     model = load_image_model(os.path.join(args.run_dir, "model.keras"))
     card = {"name": args.name, **artifacts.read_json(args.card)}
+    if args.sensitivity:
+        card["sensitivity"] = {**card.get("sensitivity", {}), **artifacts.read_json(args.sensitivity)}
     card["run"] = {"config": artifacts.read_json(os.path.join(args.run_dir, "config.json")),
                    "metrics": artifacts.read_json(os.path.join(args.run_dir, "metrics.json"))}
     paths, mos, predicted = [], [], []

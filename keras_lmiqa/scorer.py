@@ -181,7 +181,7 @@ def _empty() -> dict:
 def load_scorer(path=None, batch_size: int = DEFAULT_BATCH_SIZE, config_path: str | None = None,
                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Scorer:
     """A Scorer from a `model.keras`, a SavedModel version folder or an export base folder;
-    with no `path`, the default shipped model (`keras_lmiqa.pretrained_models.DEFAULT_MODEL`)."""
+    with no `path`, the default shipped model (`keras_lmiqa.pretrained_models.default_model()`)."""
     if path is None:
         from keras_lmiqa import pretrained_models
 

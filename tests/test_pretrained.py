@@ -17,7 +17,7 @@ import keras_lmiqa
 from keras_lmiqa import pretrained_models as shipped
 from keras_lmiqa.errors import ModelError
 
-NAME = shipped.DEFAULT_MODEL
+NAME = "biq2021-mobilenet-v2"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A score moves by ~1e-7 between runs of the same CPU build; a different weights file,
 # preprocessing or window rule moves the reference images' scores by far more.
@@ -53,6 +53,42 @@ def test_the_default_model_is_shipped_and_small():
     sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)}
     assert set(sizes) == {shipped.CARD_FILE, shipped.CARD_TEXT_FILE, shipped.MODEL_FILE, shipped.WEIGHTS_FILE}
     assert sum(sizes.values()) < 10 * 2 ** 20, sizes
+
+
+def _sensitivity(srcc=0.95, drop=0.2, weak=None):
+    families = {family: {"median_srcc": srcc, "mean_drop": drop} for family in
+                ("noise", "jpeg", "blur", "over_exposure", "under_exposure", "contrast", "downscale")}
+    if weak:
+        families[weak] = {"median_srcc": 0.4, "mean_drop": 0.02}
+    return {"families": families}
+
+
+def test_release_shortfalls_name_each_target_a_card_misses():
+    good = {"shipped_metrics": {"srcc": 0.81, "plcc": 0.83}, "sensitivity": _sensitivity()}
+    assert shipped.release_shortfalls(good) == []
+    low = {**good, "shipped_metrics": {"srcc": 0.79, "plcc": 0.83}}
+    assert shipped.release_shortfalls(low) == ["test srcc 0.790 < 0.8"]
+    noisy = {**good, "sensitivity": _sensitivity(weak="noise")}
+    assert shipped.release_shortfalls(noisy) == ["noise: median SRCC 0.40, drop 0.020"]
+    assert shipped.release_shortfalls({"shipped_metrics": good["shipped_metrics"]}) == ["no sensitivity record"]
+    # The specialist's own card: noise, JPEG and over-exposure are below the targets.
+    assert len(shipped.release_shortfalls(shipped.model_card(NAME))) >= 1
+
+
+def test_the_general_model_is_the_default_only_when_its_card_meets_the_targets(tmp_path, monkeypatch):
+    general, specialist = shipped.DEFAULT_CANDIDATES
+    for name in (general, specialist):
+        os.makedirs(tmp_path / name)
+    card = {"format": shipped.CARD_FORMAT, "shipped_metrics": {"srcc": 0.81, "plcc": 0.83},
+            "sensitivity": _sensitivity()}
+    (tmp_path / specialist / shipped.CARD_FILE).write_text(json.dumps(card))
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", str(tmp_path))
+    assert shipped.default_model() == specialist  # no general model shipped
+    (tmp_path / general / shipped.CARD_FILE).write_text(json.dumps(card))
+    assert shipped.default_model() == general
+    assert shipped.model_folder() == str(tmp_path / general)
+    (tmp_path / general / shipped.CARD_FILE).write_text(json.dumps({**card, "sensitivity": _sensitivity(weak="jpeg")}))
+    assert shipped.default_model() == specialist
 
 
 def test_files_match_the_checksums_in_the_card():

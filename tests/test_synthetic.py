@@ -172,9 +172,13 @@ def photos(tmp_path_factory):
     return paths, np.linspace(0.1, 0.9, len(paths)).tolist()
 
 
-def test_mixed_batches_hold_the_photos_then_each_group_cut_at_one_set_of_windows(photos):
-    pipeline = TrainPipeline(*photos, CONFIG)
-    batch = next(iter(pipeline.epoch_dataset(0, 4, 1)))
+@pytest.fixture(scope="module")
+def mixed_batch(photos):
+    return next(iter(TrainPipeline(*photos, CONFIG).epoch_dataset(0, 4, 1)))
+
+
+def test_mixed_batches_hold_the_photos_then_each_group_cut_at_one_set_of_windows(mixed_batch):
+    batch = mixed_batch
     level, family, image_id = batch["level"].numpy(), batch["family"].numpy(), batch["image_id"].numpy()
     assert batch["crops"].shape == (4 + 2 * 3, 4, 32, 32, 3)
     assert level[:4].tolist() == [0] * 4 and family[:4].tolist() == [-1] * 4
@@ -196,9 +200,8 @@ def test_a_resumed_epoch_continues_with_the_same_groups(photos):
             np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
 
 
-def test_the_step_trains_mos_on_photos_only_and_ranks_each_group(photos):
-    pipeline = TrainPipeline(*photos, CONFIG)
-    batch = next(iter(pipeline.epoch_dataset(0, 4, 1)))
+def test_the_step_trains_mos_on_photos_only_and_ranks_each_group(mixed_batch):
+    batch = mixed_batch
     trainer = LMIQATrainer(CONFIG, 5)
     terms = trainer.make_train_function(tf.distribute.get_strategy())(batch)
     assert float(terms["synthetic"]) > 0.1 and float(terms["quality"]) > 0

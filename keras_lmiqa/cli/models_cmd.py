@@ -29,10 +29,11 @@ def run(args: argparse.Namespace) -> int:
         print("no models are shipped with this keras-lmiqa")
         return 0
     rows = [("", "name", "backbone", "crop", "trained on", "test SRCC", "test PLCC", "MB")]
+    default = shipped.default_model()
     for name in names:
         card = shipped.model_card(name)
         test = card["shipped_metrics"]
-        rows.append(("*" if name == shipped.DEFAULT_MODEL else "", name, card["backbone"]["name"],
+        rows.append(("*" if name == default else "", name, card["backbone"]["name"],
                      f"{card['inference']['crop_size']} px", card["training"]["dataset"],
                      f"{test['srcc']:.3f}", f"{test['plcc']:.3f}", f"{_size_mb(shipped.model_folder(name)):.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

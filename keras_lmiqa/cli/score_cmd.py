@@ -50,7 +50,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
     else:
         from keras_lmiqa import pretrained_models
 
-        name = args.pretrained or pretrained_models.DEFAULT_MODEL
+        name = args.pretrained or pretrained_models.default_model()
         card = pretrained_models.model_card(name)
         print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
               file=sys.stderr)
