@@ -70,8 +70,10 @@ def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
 
 
 def jpeg_bytes(image: np.ndarray, quality: float) -> bytes:
-    """The photo as a JPEG file at `quality` (OpenCV's libjpeg, its default 4:2:0 chroma)."""
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """The photo as a JPEG file at `quality` (OpenCV's libjpeg, 4:2:0 chroma: its default, set explicitly)."""
+    options = [cv2.IMWRITE_JPEG_QUALITY, int(quality),
+               cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), options)
     if not ok:
         raise ImageError(f"OpenCV cannot encode a {image.shape} image as JPEG")
     return encoded.tobytes()
@@ -93,8 +95,8 @@ def exposure(image: np.ndarray, gain: float) -> np.ndarray:
 
 
 def contrast(image: np.ndarray, alpha: float) -> np.ndarray:
-    """alpha * photo + (1 - alpha) * its mean grey (the mean of its BT.601 luma, as
-    Pillow's ImageEnhance.Contrast): alpha 1 is the photo, 0 a flat grey."""
+    """alpha * photo + (1 - alpha) * its mean grey (the mean of its BT.601 luma, the grey
+    Pillow's ImageEnhance.Contrast uses, unrounded): alpha 1 is the photo, 0 a flat grey."""
     grey = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean())
     return _to_uint8(alpha * image.astype(np.float64) + (1.0 - alpha) * grey)
 
@@ -114,7 +116,8 @@ def noise_rng(seed: int, photo_index: int, level: int) -> np.random.Generator:
 
 
 def distort(image: np.ndarray, family: str, level: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """`image` (uint8 [H, W, 3] RGB) with `family` at `level` (1..5; 0 is the image itself)."""
+    """`image` (uint8 [H, W, 3] RGB) with `family` at `level` (1..5; 0 is the image itself).
+    `rng` draws the noise family's field (default `noise_rng(0, 0, level)`)."""
     if family not in FAMILIES:
         raise ConfigError(f"unknown distortion family {family!r}; known: {', '.join(FAMILIES)}")
     if not 0 <= level <= LEVELS:
