@@ -50,7 +50,7 @@ TARGET_MEDIAN_SRCC = 0.9
 TARGET_MEAN_DROP = 0.15
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 PNG_COMPRESSION = 1  # lossless at any level; 1 is the fastest
-MAX_IMAGE_BYTES = 64 * 2 ** 20
+MAX_IMAGE_BYTES = 64 * 2 ** 20  # larger files are refused unread, as by `lmiqa score` (its --max-image-mb default)
 
 SUMMARY_FILE, SUMMARY_CSV, PHOTOS_CSV, PLOT_FILE = (
     "sensitivity.json", "sensitivity.csv", "sensitivity-photos.csv", "sensitivity.png")
