@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "keras_lmiqa.cli.score_cmd",
     "keras_lmiqa.cli.models_cmd",
     "keras_lmiqa.cli.eval_cmd",
+    "keras_lmiqa.cli.sensitivity_cmd",
     "keras_lmiqa.cli.protocol_cmd",
     "keras_lmiqa.cli.crossdata_cmd",
     "keras_lmiqa.cli.ablate_cmd",

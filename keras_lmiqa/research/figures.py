@@ -105,3 +105,17 @@ def explanation_figure(image: np.ndarray, saliency: np.ndarray, explanation: dic
     figure.colorbar(shown, ax=salient, fraction=0.03, label="saliency")
     figure.suptitle(title)
     return figure
+
+
+def score_by_level(mean_scores: dict[str, list[float]], title: str = ""):
+    """Mean score against distortion level (0 = the undistorted photo), one line per family."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for family, values in mean_scores.items():
+        axis.plot(range(len(values)), values, marker="o", label=family.replace("_", " "))
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set_xlabel("distortion level (0 = original, 5 = strongest)")
+    axis.set_ylabel("mean score")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize=8)
+    return figure
