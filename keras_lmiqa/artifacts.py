@@ -6,12 +6,14 @@ into place, so a reader never sees a half-written file and a killed process leav
 the previous version intact. A `.keras` file written by `save_keras` carries the
 SHA-256 of its contents in its zip comment; `verify_keras` checks it at load.
 `read_regular_file` reads only regular files under a size limit (never a FIFO or a
-device); `writable_file` / `writable_folder` check an output path before any work.
+device); `writable_file` / `writable_folder` check an output path before any work;
+`lock_folder` keeps a folder to one writing process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -226,3 +228,46 @@ def writable_folder(path: str, what: str) -> str:
     except OSError as error:
         raise ConfigError(f"{what} {path}: cannot create anything in {existing} ({error.strerror or error})") from None
     return path
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+# A folder's writer holds an flock on this file for its whole life and records its PID
+# in it. The OS drops an flock when its holder exits or is killed (SIGKILL included), so
+# a stale lock cannot outlive a process and a killed run's rerun needs no cleanup.
+LOCK_FILE = ".lmiqa.lock"
+
+
+class FolderLock:
+    """The exclusive lock `lock_folder` took; `release()` (or the process's end) drops it."""
+
+    def __init__(self, path: str, descriptor: int):
+        self.path = path
+        self._descriptor: int | None = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the last descriptor drops the flock
+            self._descriptor = None
+
+
+def lock_folder(folder: str, what: str) -> FolderLock:
+    """Take `folder`'s writer lock without waiting (`LOCK_FILE`, fcntl.flock) and record
+    this process's PID in it. Raises ConfigError naming the folder and the holder's PID
+    when another process holds it (`what`: e.g. "a training run")."""
+    path = os.path.join(folder, LOCK_FILE)
+    # O_CLOEXEC: a child process (git, a server) must not inherit, and so keep, the lock.
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(descriptor)
+        raise ConfigError(f"{folder} is in use by {what} (PID {holder}); wait for it to end or choose "
+                          "another folder") from None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return FolderLock(path, descriptor)
