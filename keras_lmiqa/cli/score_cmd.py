@@ -7,7 +7,9 @@
 
 Folders are walked for .jpg/.jpeg/.png/.bmp/.gif (any case), sorted. Prints a table
 (path, score, mos; score is normalised quality in [0, 1], higher = better) or writes
-`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically).
+`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically; a
+file name that is not valid UTF-8 keeps its own bytes in the table and the CSV, and is
+escaped in the JSON).
 Only regular files are read (a FIFO or a link to /dev/zero is refused, not read), each
 at most `--max-image-mb`. With `--skip-errors`, images that cannot be read or that the
 model rejects get an empty score and their error instead of stopping the run (exit
@@ -90,7 +92,10 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
     for flag, path in outputs.items():
         try:
             with artifacts.atomic_path(path) as temporary:
-                with open(temporary, "w", newline="" if flag == "--csv" else None, encoding="utf-8") as handle:
+                # surrogateescape: a file name that is not UTF-8 is written as its own bytes (as on
+                # stdout), so the CSV names the file; JSON escapes it (\udcff) and stays ASCII.
+                with open(temporary, "w", newline="" if flag == "--csv" else None, encoding="utf-8",
+                          errors="surrogateescape") as handle:
                     if flag == "--csv":
                         writer = csv.writer(handle)
                         writer.writerow(["path", "score", "mos", "error"])
