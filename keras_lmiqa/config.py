@@ -324,6 +324,18 @@ def _validate(c: TrainConfig) -> None:
     _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
     _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
     _check(bool(c.cache), "cache must be encoded, decoded, none or a file prefix")
+    _check_inference_bounds(c)
+
+
+def _check_inference_bounds(c: TrainConfig) -> None:
+    """The settings a trained model stores in its InferenceSpec stay within the spec's hard
+    bounds (`inference_spec.FIELD_BOUNDS`), so a run never ends with a model it cannot load."""
+    from keras_lmiqa.inference_spec import FIELD_BOUNDS, bound_problem
+
+    for name in FIELD_BOUNDS:
+        if name in FIELDS:
+            problem = bound_problem(name, getattr(c, name))
+            _check(problem is None, str(problem))
 
 
 def _check_backbone_options(c: TrainConfig) -> None:
