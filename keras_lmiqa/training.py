@@ -131,6 +131,10 @@ def load_data(config: TrainConfig) -> RunData:
     skipped: list[dict] = []
     if config.on_bad_image == "skip":
         *parts, skipped = _drop_bad_images(parts, config.max_pixels)
+    scores = {record.mos for record in parts[0]}
+    if len(scores) == 1:  # nothing to learn from: the quality target is the same for every image
+        logger.warning("all %d training images have the same score (%g): the model cannot learn to rank them",
+                       len(parts[0]), scores.pop())
     return RunData(dataset, split, *parts, skipped)
 
 
