@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -34,7 +35,8 @@ _UMASK = _read_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
-    """Yield a temporary path beside `path`; on success it replaces `path`."""
+    """Yield a temporary path beside `path`; on success it replaces `path`. An OSError
+    raised meanwhile names `path` (the previous `path` is left as it was)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Keep the full suffix (".weights.h5"): Keras picks the format from it.
@@ -47,6 +49,11 @@ def atomic_path(path: str, suffix: str = ""):
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename or not error.errno:
+            raise
+        # A write() error names no file (ENOSPC while saving): name the one being written.
+        raise OSError(error.errno, error.strerror, path) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -130,6 +137,9 @@ def verify_keras(path: str) -> bool:
     if not recorded.startswith(CHECKSUM_PREFIX):
         return False
     expected = recorded[len(CHECKSUM_PREFIX):].decode("ascii", "replace")
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):  # cut or edited: says nothing about the weights
+        raise ChecksumError(f"its checksum record is damaged ({len(expected)} characters where a SHA-256 has 64 "
+                            "hex digits): the file was cut or edited after it was written")
     if actual != expected:
         raise ChecksumError(f"its contents do not match the SHA-256 checksum recorded when it was saved "
                             f"({actual[:12]}... != {expected[:12]}...): the weights were corrupted or modified")
