@@ -163,7 +163,7 @@ def load_folder(folder: str, check_scores: bool = True):
     return model
 
 
-# The reference image scored at every load (one of `reference_images()`, about 0.1 s on
+# The reference image scored at every load (one of `reference_images()`, 0.3 s on 2 busy
 # 2 cores), as a PNG: the decode-and-score graph `lmiqa score` runs, traced once for both.
 # Weights that load but do not behave as shipped (NaN weights with a matching sha256 score
 # every image 0.61) differ from the card by far more than the tolerance; CPU-to-CPU float
