@@ -164,7 +164,7 @@ def load_folder(folder: str, check_scores: bool = True):
 
 
 # The reference image scored at every load (one of `reference_images()`, 0.3 s on 2 busy
-# 2 cores), as a PNG: the decode-and-score graph `lmiqa score` runs, traced once for both.
+# cores once traced), as a PNG: the decode-and-score graph `lmiqa score` runs, traced once for both.
 # Weights that load but do not behave as shipped (NaN weights with a matching sha256 score
 # every image 0.61) differ from the card by far more than the tolerance; CPU-to-CPU float
 # differences and the card's 6 decimals stay far below it.
