@@ -6,15 +6,18 @@ into place, so a reader never sees a half-written file and a killed process leav
 the previous version intact. A `.keras` file written by `save_keras` carries the
 SHA-256 of its contents in its zip comment; `verify_keras` checks it at load.
 `read_regular_file` reads only regular files under a size limit (never a FIFO or a
-device); `writable_file` / `writable_folder` check an output path before any work.
+device); `writable_file` / `writable_folder` check an output path before any work;
+`lock_folder` keeps a folder to one writing process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -32,7 +35,8 @@ _UMASK = _read_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
-    """Yield a temporary path beside `path`; on success it replaces `path`."""
+    """Yield a temporary path beside `path`; on success it replaces `path`. An OSError
+    raised meanwhile names `path` (the previous `path` is left as it was)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # Keep the full suffix (".weights.h5"): Keras picks the format from it.
@@ -45,6 +49,11 @@ def atomic_path(path: str, suffix: str = ""):
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename or not error.errno:
+            raise
+        # A write() error names no file (ENOSPC while saving): name the one being written.
+        raise OSError(error.errno, error.strerror, path) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -128,6 +137,9 @@ def verify_keras(path: str) -> bool:
     if not recorded.startswith(CHECKSUM_PREFIX):
         return False
     expected = recorded[len(CHECKSUM_PREFIX):].decode("ascii", "replace")
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):  # cut or edited: says nothing about the weights
+        raise ChecksumError(f"its checksum record is damaged ({len(expected)} characters where a SHA-256 has 64 "
+                            "hex digits): the file was cut or edited after it was written")
     if actual != expected:
         raise ChecksumError(f"its contents do not match the SHA-256 checksum recorded when it was saved "
                             f"({actual[:12]}... != {expected[:12]}...): the weights were corrupted or modified")
@@ -226,3 +238,46 @@ def writable_folder(path: str, what: str) -> str:
     except OSError as error:
         raise ConfigError(f"{what} {path}: cannot create anything in {existing} ({error.strerror or error})") from None
     return path
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+# A folder's writer holds an flock on this file for its whole life and records its PID
+# in it. The OS drops an flock when its holder exits or is killed (SIGKILL included), so
+# a stale lock cannot outlive a process and a killed run's rerun needs no cleanup.
+LOCK_FILE = ".lmiqa.lock"
+
+
+class FolderLock:
+    """The exclusive lock `lock_folder` took; `release()` (or the process's end) drops it."""
+
+    def __init__(self, path: str, descriptor: int):
+        self.path = path
+        self._descriptor: int | None = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the last descriptor drops the flock
+            self._descriptor = None
+
+
+def lock_folder(folder: str, what: str) -> FolderLock:
+    """Take `folder`'s writer lock without waiting (`LOCK_FILE`, fcntl.flock) and record
+    this process's PID in it. Raises ConfigError naming the folder and the holder's PID
+    when another process holds it (`what`: e.g. "a training run")."""
+    path = os.path.join(folder, LOCK_FILE)
+    # O_CLOEXEC: a child process (git, a server) must not inherit, and so keep, the lock.
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(descriptor)
+        raise ConfigError(f"{folder} is in use by {what} (PID {holder}); wait for it to end or choose "
+                          "another folder") from None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return FolderLock(path, descriptor)

@@ -13,6 +13,7 @@ import difflib
 import json
 import numbers
 import os
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -245,26 +246,97 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Config files and `--set` / `--dataset-option` values are bounded before anything reads
+# them: YAML anchors and aliases let 1 kB expand to 10^9 values ("billion laughs"), which
+# safe_load builds as shared references but any repr or JSON dump expands in full.
+MAX_CONFIG_BYTES = 1 << 20  # a config file's size
+MAX_CONFIG_NODES = 100_000  # values (scalars, lists, mappings) a YAML text expands to, aliases counted in full
+# How error messages show a value: 4 items per level, 3 levels, at most SHOWN_CHARACTERS.
+SHOWN_CHARACTERS = 100
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, SHOWN_CHARACTERS, SHOWN_CHARACTERS
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """`value`'s repr for an error message, truncated (never expands a large or nested value)."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 3] + "..."
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """`yaml.safe_load(text)`, refused with ConfigError naming `what` when the text expands
+    (aliases counted each time they appear) to more than MAX_CONFIG_NODES values or refers
+    to itself; counted on the composed node graph, before any Python object is built."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, what)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot parse {what}: {_one_line(error)}") from None
+    finally:
+        loader.dispose()
+
+
+def _one_line(error: Exception) -> str:
+    return shown(" ".join(str(error).split()))[1:-1] if str(error).strip() else type(error).__name__
+
+
+def _check_expansion(root, what: str) -> None:
+    """Count the values `root` expands to (shared alias targets once per reference), with a
+    memo per node so that counting itself stays linear in the text."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode) or key in sizes:
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes.get(id(child), 1) for child in children)
+            if sizes[key] > MAX_CONFIG_NODES:
+                raise ConfigError(f"{what} expands to more than {MAX_CONFIG_NODES} values (YAML anchors and "
+                                  "aliases counted in full); refused")
+            continue
+        if key in on_path:
+            raise ConfigError(f"{what} refers to itself (a YAML alias inside its own anchor); refused")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
 
 
 def _validate(c: TrainConfig) -> None:
-    _check(c.backbone in BACKBONES, f"backbone {c.backbone!r} is not one of {', '.join(BACKBONES)}")
-    _check(c.strategy in STRATEGIES, f"strategy {c.strategy!r} is not one of {', '.join(STRATEGIES)}")
-    _check(c.branch_mode in BRANCH_MODES, f"branch_mode {c.branch_mode!r} is not one of {', '.join(BRANCH_MODES)}")
+    _check(c.backbone in BACKBONES, f"backbone {shown(c.backbone)} is not one of {', '.join(BACKBONES)}")
+    _check(c.strategy in STRATEGIES, f"strategy {shown(c.strategy)} is not one of {', '.join(STRATEGIES)}")
+    _check(c.branch_mode in BRANCH_MODES, f"branch_mode {shown(c.branch_mode)} is not one of {', '.join(BRANCH_MODES)}")
     _check(c.export_branch in EXPORT_BRANCHES,
-           f"export_branch must be one of {', '.join(EXPORT_BRANCHES)}, got {c.export_branch!r}")
+           f"export_branch must be one of {', '.join(EXPORT_BRANCHES)}, got {shown(c.export_branch)}")
     _check_backbone_options(c)
     _check(0 < c.teacher_horizon <= 1, f"teacher_horizon must be in (0, 1], got {c.teacher_horizon}")
     _check(c.lambda_mse >= 0 and c.lambda_kl >= 0, "lambda_mse and lambda_kl must be >= 0")
     _check(c.head_lr_multiplier > 0, f"head_lr_multiplier must be > 0, got {c.head_lr_multiplier}")
     _check(c.intra_iou_threshold > 0, f"intra_iou_threshold must be > 0, got {c.intra_iou_threshold}")
     _check(c.cache_budget_gb > 0, f"cache_budget_gb must be > 0, got {c.cache_budget_gb}")
-    _check(c.on_bad_image in ("error", "skip"), f"on_bad_image must be error or skip, got {c.on_bad_image!r}")
+    _check(c.on_bad_image in ("error", "skip"), f"on_bad_image must be error or skip, got {shown(c.on_bad_image)}")
     _check(16 <= c.crop_size <= 1024, f"crop_size must be in [16, 1024], got {c.crop_size}")
-    _check(len(c.scales) >= 1 and all(0 < s <= 1 for s in c.scales), f"scales must be in (0, 1], got {c.scales}")
+    _check(len(c.scales) >= 1 and all(0 < s <= 1 for s in c.scales),
+           f"scales must be in (0, 1], got {shown(list(c.scales))}")
     _check(c.num_crops >= 2, f"num_crops (K) must be >= 2 (an anchor and a non-salient crop), got {c.num_crops}")
     _check(c.num_positives >= 0, f"num_positives must be >= 0, got {c.num_positives}")
     _check(c.grid_size >= 1, f"grid_size must be >= 1, got {c.grid_size}")
@@ -285,11 +357,23 @@ def _validate(c: TrainConfig) -> None:
     _check(c.lr > 0, f"lr must be > 0, got {c.lr}")
     _check(c.weight_decay >= 0 and c.warmup_epochs >= 0 and c.clip_norm >= 0,
            "weight_decay, warmup_epochs and clip_norm must be >= 0")
-    _check(c.clip_mode in CLIP_MODES, f"clip_mode must be one of {', '.join(CLIP_MODES)}, got {c.clip_mode!r}")
+    _check(c.clip_mode in CLIP_MODES, f"clip_mode must be one of {', '.join(CLIP_MODES)}, got {shown(c.clip_mode)}")
     _check(0 <= c.test_fraction < 1 and 0 <= c.val_fraction < 1, "test_fraction and val_fraction must be in [0, 1)")
     _check(c.max_pixels > 0 and c.checkpoint_every >= 0, "max_pixels must be > 0 and checkpoint_every >= 0")
     _check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
     _check(bool(c.cache), "cache must be encoded, decoded, none or a file prefix")
+    _check_inference_bounds(c)
+
+
+def _check_inference_bounds(c: TrainConfig) -> None:
+    """The settings a trained model stores in its InferenceSpec stay within the spec's hard
+    bounds (`inference_spec.FIELD_BOUNDS`), so a run never ends with a model it cannot load."""
+    from keras_lmiqa.inference_spec import FIELD_BOUNDS, bound_problem
+
+    for name in FIELD_BOUNDS:
+        if name in FIELDS:
+            problem = bound_problem(name, getattr(c, name))
+            _check(problem is None, str(problem))
 
 
 def _check_synthetic(c: TrainConfig) -> None:
@@ -310,9 +394,9 @@ def _check_backbone_options(c: TrainConfig) -> None:
            "backbone_options set the architecture of an untrained vit_s16 only (backbone vit_s16, weights none)")
     for key, value in c.backbone_options.items():
         _check(key in VIT_ARCHITECTURE_KEYS,
-               f"backbone_options key {key!r} is not one of {', '.join(VIT_ARCHITECTURE_KEYS)}")
+               f"backbone_options key {shown(key)} is not one of {', '.join(VIT_ARCHITECTURE_KEYS)}")
         _check(isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1,
-               f"backbone_options {key} must be a positive integer, got {value!r}")
+               f"backbone_options {shown(key)} must be a positive integer, got {shown(value)}")
     heads = c.backbone_options.get("num_heads", 6)
     width = c.backbone_options.get("hidden_dim", 384)
     _check(width % heads == 0, f"backbone_options hidden_dim {width} must be divisible by num_heads {heads}")
@@ -348,7 +432,7 @@ def _type_problem(key: str, value: Any) -> str | None:
         except ValueError:
             pass
     expected = _EXPECTED[kind] + (" or null" if optional else "")
-    return f"config key {key!r} expects {expected}, got {value!r} ({type(value).__name__}){hint}"
+    return f"config key {key!r} expects {expected}, got {shown(value)} ({type(value).__name__}){hint}"
 
 
 def from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -358,7 +442,7 @@ def from_dict(values: Mapping[str, Any]) -> TrainConfig:
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown config key {key!r}{hint}")
+            raise ConfigError(f"unknown config key {shown(key)}{hint}")
         problem = _type_problem(key, values[key])
         if problem:
             raise ConfigError(problem)
@@ -370,25 +454,26 @@ def from_dict(values: Mapping[str, Any]) -> TrainConfig:
 
 def preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {shown(name)}; valid presets: {', '.join(PRESETS)}")
     return dict(PRESETS[name])
 
 
 def load_file(path: str) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a plain dict (validated later by from_dict)."""
+    """Read a YAML or JSON config file into a plain dict (validated later by from_dict);
+    at most MAX_CONFIG_BYTES, expanding to at most MAX_CONFIG_NODES values."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is above the {MAX_CONFIG_BYTES}-byte limit of a config file")
     try:
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as error:  # yaml and json raise different types
-        raise ConfigError(f"cannot parse config file {path}: {error}") from None
+        text = raw.decode("utf-8")
+        data = json.loads(text) if path.endswith(".json") else parse_yaml(text, f"config file {path}")
+    except ConfigError:
+        raise
+    except (ValueError, RecursionError) as error:  # JSON, UTF-8, nesting deeper than Python's stack
+        raise ConfigError(f"cannot parse config file {path}: {_one_line(error)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

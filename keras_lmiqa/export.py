@@ -314,14 +314,41 @@ def load_model_file(model_path: str):
     try:
         artifacts.verify_keras(model_path)  # the checksum save_keras wrote, and every member's CRC-32
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except ModelError as error:  # the file's own settings refused (its spec), raised as is by Keras
+        raise ModelError(f"cannot load model {model_path} (refused): {error}") from None
     except Exception as error:  # checksum, zipfile, h5py, JSON and Keras errors all mean "unreadable"
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelError(f"cannot load model {model_path} (corrupt or partial file?): {reason}") from None
+        reason = load_failure_reason(error)
+        what = "refused" if reason.startswith(_REFUSALS) else "corrupt or partial file?"
+        raise ModelError(f"cannot load model {model_path} ({what}): {reason}") from None
     if isinstance(model, ImageQualityModel):
         return model
     if not isinstance(model.output, dict) or "score" not in model.output:
         raise ModelError(f"{model_path} is not an LML-IQA model (no 'score' output)")
     return model
+
+
+_KERAS_WRAPPED = "Exception encountered: "
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']*)'")
+_REFUSALS = ("inference spec:", "unknown class")
+
+
+def load_failure_reason(error: Exception) -> str:
+    """One line saying why Keras could not build a model from its config: Keras wraps an
+    error raised inside `from_config` in "could not be deserialized properly ... config=
+    {the whole config} ... Exception encountered: REASON"; this returns the innermost REASON
+    (an unknown class named as such), truncated."""
+    text = str(error).strip()
+    if _KERAS_WRAPPED in text:
+        text = text.rsplit(_KERAS_WRAPPED, 1)[1]
+    unknown = _UNKNOWN_CLASS.search(text)
+    if unknown:
+        return f"unknown class {unknown.group(1)!r} (not a keras_lmiqa or Keras class; safe mode loads no other)"
+    line = text.splitlines()[0].strip() if text else ""
+    return _truncated(line) if line else type(error).__name__
+
+
+def _truncated(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_branch(model_path: str):

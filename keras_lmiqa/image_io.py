@@ -6,7 +6,9 @@
   conversion), CMYK JPEGs are converted by libjpeg, an animated GIF gives its first frame;
 - the pixel count is read from the file header and refused above `max_pixels` *before*
   the pixels are allocated (a small file can declare a huge image); the decoded size is
-  checked again afterwards;
+  checked again afterwards. A GIF's header gives only its screen, while TensorFlow's
+  decoder allocates every frame's own rectangle: `gif_pixels` (plain Python, run on the
+  bytes before they reach the graph by the server and by `Scorer`) counts those;
 - a JPEG's EXIF orientation (tag 0x0112 in IFD0 of the APP1 "Exif" segment) is applied,
   so a photo is scored as it is displayed, in training and serving alike.
 - JPEGs are decoded with libjpeg's accurate integer IDCT (`dct_method="INTEGER_ACCURATE"`,
@@ -205,6 +207,37 @@ def decode_image(contents, max_pixels: int) -> tf.Tensor:
         return tf.identity(image)
 
 
+MAX_GIF_BLOCKS = 65536  # frames and extensions `gif_pixels` walks
+
+
+def gif_pixels(data: bytes) -> int:
+    """Pixels TensorFlow's GIF decoder allocates for `data`: the screen, plus every frame's
+    own rectangle (it decodes all frames, even for the first one alone, so a small file of
+    many frames costs memory per frame). 0 for data that is not a readable GIF."""
+    if len(data) < 13 or not data.startswith(b"GIF8"):
+        return 0
+    total = int.from_bytes(data[6:8], "little") * int.from_bytes(data[8:10], "little")
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    blocks = 0
+    while pos < len(data):
+        blocks += 1
+        if blocks > MAX_GIF_BLOCKS:  # no real GIF has this many: refuse rather than walk megabytes of them
+            return 1 << 62
+        kind = data[pos]
+        if kind == 0x2C and pos + 10 <= len(data):  # image descriptor: a frame
+            total += int.from_bytes(data[pos + 5:pos + 7], "little") * int.from_bytes(data[pos + 7:pos + 9], "little")
+            packed = data[pos + 9]
+            pos += 10 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0) + 1  # + local colours, LZW code size
+        elif kind == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # trailer (0x3B) or garbage: the decoder stops here too
+            break
+        while pos < len(data) and data[pos]:  # data sub-blocks, up to the empty one
+            pos += data[pos] + 1
+        pos += 1
+    return total
+
+
 _NOISE = re.compile(r"^(Graph execution error|Detected at node|\s*File \"|\s*\[\[\{\{node|<stack traces unavailable>)")
 
 
@@ -224,5 +257,5 @@ def error_reason(message: str) -> str:
     return message.strip()
 
 
-__all__ = ["FORMAT_NAMES", "apply_orientation", "decode_image", "error_reason", "exif_orientation", "header_size",
-           "image_format"]
+__all__ = ["FORMAT_NAMES", "apply_orientation", "decode_image", "error_reason", "exif_orientation", "gif_pixels",
+           "header_size", "image_format"]

@@ -11,9 +11,8 @@ config.json beside it. TensorFlow-free: it is plain data.
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from keras_lmiqa.datasets.records import ScoreScale
+from keras_lmiqa.datasets.records import MAX_ABS_SCORE, ScoreScale
 from keras_lmiqa.errors import ModelError
 
 # The inference window set (`crops.grid_windows`): at native scale (r = 1) windows tile
@@ -56,7 +55,8 @@ class InferenceSpec:
     window_rule: str = WINDOW_RULE
 
     def __post_init__(self):
-        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if isinstance(self.scales, (list, tuple)) and len(self.scales) <= MAX_SCALES:
+            object.__setattr__(self, "scales", tuple(float(s) if _is_number(s) else s for s in self.scales))
         _validate(self)
 
     @classmethod
@@ -97,32 +97,70 @@ class InferenceSpec:
         return cls(**values)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def as_inference_spec(settings) -> InferenceSpec:
     """`settings` if it is an InferenceSpec, else the spec of that TrainConfig."""
     return settings if isinstance(settings, InferenceSpec) else InferenceSpec.from_config(settings)
 
 
+# Hard bounds (inclusive) of the numeric fields, checked whenever a spec is made, so also
+# when a model file or a shipped card is loaded: a model file is data, and a crafted value
+# (crop_size 10^6, grid_size 10^5, max_pixels 10^12) would make scoring allocate terabytes
+# or lift the pixel limit. A sequence field's bounds apply to each item. A field may be
+# None only where its type allows it. A new field adds its row here.
+FIELD_BOUNDS: dict[str, tuple[float, float]] = {
+    "crop_size": (16, 1024),  # TrainConfig's range
+    "scales": (1 / 64, 1.0),
+    "grid_size": (1, 32),  # grid_size^2 windows per coarser scale
+    "saliency_long_side": (8, 2048),
+    "max_pixels": (1, 1_000_000_000),  # a gigapixel: 3 GB decoded
+    "score_low": (-MAX_ABS_SCORE, MAX_ABS_SCORE),
+    "score_high": (-MAX_ABS_SCORE, MAX_ABS_SCORE),
+}
+MAX_SCALES = 8
+
+
+def bound_problem(name: str, value) -> str | None:
+    """Why `value` is not a valid value of spec field `name` by `FIELD_BOUNDS`, or None."""
+    low, high = FIELD_BOUNDS[name]
+    kind = _FIELD_TYPES[name]
+    if value is None and kind.endswith("| None"):
+        return None
+    whole = kind.startswith("int")
+    items = value if isinstance(value, (list, tuple)) and kind.startswith("tuple") else [value]
+    if kind.startswith("tuple") and not 1 <= len(items) <= MAX_SCALES:
+        return f"{name} must hold 1 to {MAX_SCALES} values, got {_shown(value)}"
+    for item in items:
+        number = isinstance(item, (int, float)) and not isinstance(item, bool) and (not whole or isinstance(item, int))
+        if not number or not low <= item <= high:  # NaN fails the comparison
+            what = "an integer" if whole else "a number"
+            each = " each" if len(items) > 1 or kind.startswith("tuple") else ""
+            return f"{name} must{each} be {what} in [{low:g}, {high:g}], got {_shown(value)}"
+    return None
+
+
+def _shown(value) -> str:
+    from keras_lmiqa.config import shown
+
+    return shown(list(value) if isinstance(value, tuple) else value)
+
+
 def _validate(spec: InferenceSpec) -> None:
-    def whole(name, low):
-        value = getattr(spec, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ModelError(f"inference spec: {name} must be an integer >= {low}, got {value!r}")
-
-    whole("crop_size", 1)
-    whole("grid_size", 1)
-    whole("saliency_long_side", 1)
-    whole("max_pixels", 1)
-    if not spec.scales or not all(0.0 < s <= 1.0 for s in spec.scales):
-        raise ModelError(f"inference spec: scales must be in (0, 1], got {list(spec.scales)}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-               for v in (spec.score_low, spec.score_high)):
-        raise ModelError(f"inference spec: score_low/score_high must be finite numbers, "
-                         f"got {spec.score_low!r}, {spec.score_high!r}")
+    for name in FIELD_BOUNDS:
+        problem = bound_problem(name, getattr(spec, name))
+        if problem:
+            raise ModelError(f"inference spec: {problem}")
     if not isinstance(spec.higher_better, bool):
-        raise ModelError(f"inference spec: higher_better must be true or false, got {spec.higher_better!r}")
+        raise ModelError(f"inference spec: higher_better must be true or false, got {_shown(spec.higher_better)}")
     if spec.window_rule != WINDOW_RULE:
-        raise ModelError(f"inference spec: window_rule {spec.window_rule!r} is not this version's {WINDOW_RULE!r} "
-                         "(the model was saved by another version of keras_lmiqa)")
+        raise ModelError(f"inference spec: window_rule {_shown(spec.window_rule)} is not this version's "
+                         f"{WINDOW_RULE!r} (the model was saved by another version of keras_lmiqa)")
 
 
-__all__ = ["InferenceSpec", "SPEC_FORMAT", "WINDOW_RULE", "as_inference_spec"]
+_FIELD_TYPES = {field.name: str(field.type) for field in dataclasses.fields(InferenceSpec)}
+
+
+__all__ = ["FIELD_BOUNDS", "InferenceSpec", "SPEC_FORMAT", "WINDOW_RULE", "as_inference_spec", "bound_problem"]

@@ -15,9 +15,10 @@ Each model lives in `keras_lmiqa/shipped/<name>/`:
 
 float16 large matrices nearly halve the file (`stored_as_float16`); `pack_model` records how far
 the shipped scores are from the float32 model's on the images it is given (the card keeps
-that figure). Loading checks
-both files' sha256 against the card, so a damaged file fails by name instead of scoring
-wrongly. `python -m keras_lmiqa.pretrained_models pack ...` writes a new folder.
+that figure). Reading a card checks its `inference` against the spec in model.json (within
+`InferenceSpec`'s bounds); loading checks both files' sha256 against the card and that the
+model scores a reference image as the card says, so a damaged, edited or replaced file fails
+by name instead of scoring wrongly. `python -m keras_lmiqa.pretrained_models pack ...` writes a new folder.
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ def default_model() -> str:
     """The default shipped model: see `DEFAULT_CANDIDATES`."""
     shipped = list_models()
     for name in DEFAULT_CANDIDATES[:-1]:
-        if name in shipped and not release_shortfalls(read_card(os.path.join(SHIPPED_DIR, name))):
+        # The card's figures alone decide; loading the model checks its files.
+        try:
+            card = artifacts.read_json(os.path.join(SHIPPED_DIR, name, CARD_FILE)) if name in shipped else None
+        except (OSError, ValueError):
+            card = None
+        if isinstance(card, dict) and not release_shortfalls(card):
             return name
     return DEFAULT_CANDIDATES[-1]
 
@@ -101,10 +107,39 @@ def read_card(folder: str) -> dict:
         card = artifacts.read_json(path)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot read the model card {path}: {error}") from None
-    if card.get("format") not in READABLE_CARD_FORMATS:
-        raise ModelError(f"{path}: card format {card.get('format')!r}, this keras_lmiqa reads "
+    if not isinstance(card, dict) or card.get("format") not in READABLE_CARD_FORMATS:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise ModelError(f"{path}: card format {found!r}, this keras_lmiqa reads "
                          f"{' and '.join(map(str, READABLE_CARD_FORMATS))}")
+    _check_card_inference(folder, card)
     return card
+
+
+def card_inference(spec) -> dict:
+    """The card's `inference` section: what it shows of the model's `InferenceSpec`."""
+    return {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
+            "window_rule": spec.window_rule, "branch": spec.export_branch}
+
+
+def _check_card_inference(folder: str, card: dict) -> None:
+    """The card's `inference` must be the spec stored in model.json (itself within the
+    spec's bounds): what `lmiqa models` shows is what scores. JSON only, a few ms."""
+    from keras_lmiqa.inference_spec import InferenceSpec
+
+    path = os.path.join(folder, MODEL_FILE)
+    try:
+        spec_values = artifacts.read_json(path)["config"]["preprocessor"]["config"]["spec"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"cannot read the inference spec in {path}: {type(error).__name__} {error}") from None
+    try:
+        expected = card_inference(InferenceSpec.from_dict(spec_values))
+    except ModelError as error:
+        raise ModelError(f"{path}: {error}") from None
+    shown = card.get("inference")
+    differ = sorted(key for key in expected if not isinstance(shown, dict) or shown.get(key) != expected[key])
+    if differ:
+        raise ModelError(f"{os.path.join(folder, CARD_FILE)}: inference {', '.join(differ)} differ from the model's "
+                         f"own settings in {MODEL_FILE}: a damaged or edited card; reinstall keras-lmiqa")
 
 
 def pretrained(name: str | None = None):
@@ -125,8 +160,10 @@ def source_label(name: str | None = None) -> str:
     return f"pretrained:{name or default_model()}"
 
 
-def load_folder(folder: str):
-    """An `ImageQualityModel` from a folder `pack_model` wrote, after checking its files' sha256."""
+def load_folder(folder: str, check_scores: bool = True):
+    """An `ImageQualityModel` from a folder `pack_model` wrote, after checking its files' sha256
+    and the card's settings against model.json; then (`check_scores`) that it scores the load
+    check's reference image as its card says (`check_reference_score`)."""
     import keras
 
     import keras_lmiqa.models  # noqa: F401  (registers the layers the config names)
@@ -144,7 +181,12 @@ def load_folder(folder: str):
         if hashlib.sha256(contents[file_name]).hexdigest() != expected:
             raise ModelError(f"{path} does not match the sha256 in its card ({CARD_FILE}): a damaged or "
                              "replaced file; reinstall keras-lmiqa")
-    model = keras.saving.deserialize_keras_object(json.loads(contents[MODEL_FILE]), safe_mode=True)
+    try:
+        model = keras.saving.deserialize_keras_object(json.loads(contents[MODEL_FILE]), safe_mode=True)
+    except Exception as error:  # Keras wraps what from_config raises: name the innermost reason
+        from keras_lmiqa.export import load_failure_reason
+
+        raise ModelError(f"cannot load {os.path.join(folder, MODEL_FILE)}: {load_failure_reason(error)}") from None
     with np.load(io.BytesIO(contents[WEIGHTS_FILE]), allow_pickle=False) as arrays:
         if len(arrays.files) != len(model.weights):
             raise ModelError(f"{folder}: {WEIGHTS_FILE} holds {len(arrays.files)} arrays, the model has "
@@ -155,7 +197,33 @@ def load_folder(folder: str):
                 raise ModelError(f"{folder}: weight {index} ({variable.path}) is {list(value.shape)} in "
                                  f"{WEIGHTS_FILE}, the model expects {list(variable.shape)}")
             variable.assign(value.astype(variable.dtype))
+    if check_scores:
+        check_reference_score(model, card, folder)
     return model
+
+
+# The reference image scored at every load (one of `reference_images()`, 0.3 s on 2 busy
+# cores once traced), as a PNG: the decode-and-score graph `lmiqa score` runs, traced once for both.
+# Weights that load but do not behave as shipped (NaN weights with a matching sha256 score
+# every image 0.61) differ from the card by far more than the tolerance; CPU-to-CPU float
+# differences and the card's 6 decimals stay far below it.
+LOAD_CHECK_IMAGE = "checker-240x320"
+LOAD_CHECK_TOLERANCE = 1e-3
+
+
+def check_reference_score(model, card: dict, folder: str) -> None:
+    """ModelError unless `model` scores `LOAD_CHECK_IMAGE` within `LOAD_CHECK_TOLERANCE` of
+    the card's `reference_scores`."""
+    import tensorflow as tf
+
+    expected = card.get("reference_scores", {}).get(LOAD_CHECK_IMAGE)
+    if not isinstance(expected, (int, float)):
+        raise ModelError(f"{os.path.join(folder, CARD_FILE)} has no reference score for {LOAD_CHECK_IMAGE}")
+    png = tf.io.encode_png(reference_images()[LOAD_CHECK_IMAGE]).numpy()
+    found = float(model.scorer(source=folder).score([png])[0])
+    if not abs(found - expected) <= LOAD_CHECK_TOLERANCE:
+        raise ModelError(f"{folder}: the model scores reference image {LOAD_CHECK_IMAGE} {found:.6f}, its card "
+                         f"{expected:.6f}: its weights do not behave as shipped; reinstall keras-lmiqa")
 
 
 def _key(index: int) -> str:
@@ -243,14 +311,11 @@ def pack_model(model, folder: str, card: dict, check_images: list | None = None,
     for file_name, content in ((MODEL_FILE, config), (WEIGHTS_FILE, weights)):
         with artifacts.atomic_path(os.path.join(folder, file_name)) as temporary, open(temporary, "wb") as handle:
             handle.write(content)
-    spec = model.spec
-    card = {**card, "format": CARD_FORMAT,
-            "inference": {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
-                          "window_rule": spec.window_rule, "branch": spec.export_branch},
+    card = {**card, "format": CARD_FORMAT, "inference": card_inference(model.spec),
             "files": {MODEL_FILE: hashlib.sha256(config).hexdigest(),
                       WEIGHTS_FILE: hashlib.sha256(weights).hexdigest()}}
     artifacts.write_json(os.path.join(folder, CARD_FILE), card)
-    shipped = load_folder(folder)
+    shipped = load_folder(folder, check_scores=False)  # the scores are measured here
     card["reference_scores"] = reference_scores(shipped)
     if check_images:
         from keras_lmiqa import metrics

@@ -24,7 +24,7 @@ from keras_lmiqa import artifacts
 from keras_lmiqa import export as export_lib
 from keras_lmiqa.constants import SCORING_BATCH_SIZE, version_dirs
 from keras_lmiqa.errors import ImageError, ModelError
-from keras_lmiqa.image_io import error_reason
+from keras_lmiqa.image_io import error_reason, gif_pixels
 
 DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE  # as `evaluation.predict_quality`, so file scores match it exactly
 DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
@@ -93,6 +93,8 @@ class Scorer:
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise ImageError("images must be a list of paths, bytes or arrays (wrap a single image in a list)")
         items = [_normalise(item, index, self.max_file_bytes) for index, item in enumerate(images)]
+        for contents, label in items:
+            self._check_gif(contents, label)
         if not items:
             return _empty()
         results: list[dict | None] = [None] * len(items)
@@ -131,6 +133,17 @@ class Scorer:
             results[index] = {key: value[row] if value.ndim == 1 else value[row, :counts[row]]
                               for key, value in out.items()}
 
+
+    def _check_gif(self, contents, label: str) -> None:
+        """Refuse a GIF whose frames (not only its screen, the header's size) are above the
+        model's pixel limit before TensorFlow's decoder allocates them, as the server does."""
+        if not isinstance(contents, bytes) or not contents.startswith(b"GIF8"):
+            return
+        limit = self.metadata.get("crops", {}).get("max_pixels")
+        pixels = gif_pixels(contents)
+        if limit is not None and pixels > limit:
+            raise ImageError(f"cannot score {label}: image exceeds the pixel limit: its GIF screen and frames hold "
+                             f"{pixels} pixels, above max_pixels={limit}")
 
     def _check_scores(self, scores: np.ndarray, labels: list[str]) -> None:
         low, high = export_lib.SCORE_RANGE

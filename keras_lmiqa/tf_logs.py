@@ -10,7 +10,7 @@ keeps them out of a command's output. `import_tensorflow()` does that once per p
   memory, `startup_lines()`, which `lmiqa -v` prints;
 - anything else written meanwhile (a Python warning, an import error) goes to stderr;
 - a `TF_CPP_MIN_LOG_LEVEL` the user set is honoured for these lines too (0 shows them
-  all, 2 shows errors); unset, all are hidden and the level is set to 2 for the rest.
+  all, 2 shows errors); unset, all are hidden and the level is set to 3 (none) for the rest.
 
 TensorFlow-free itself: it imports TensorFlow only when called.
 """
@@ -23,7 +23,10 @@ import sys
 import tempfile
 
 LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
-DEFAULT_LEVEL = "2"  # after start-up: errors only
+# After start-up: none. TensorFlow's C++ logs its notices at error level too (oneDNN's
+# "supports DT_UINT8 only on platforms with AVX-512" at the first uint8 op of every
+# scoring); a failing op reaches Python as an exception, which names the reason.
+DEFAULT_LEVEL = "3"
 
 # "I0000 00:00:1796019229.574992   14058 port.cc:153] ..." and absl's pre-init banner.
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] ")

@@ -1,11 +1,12 @@
 """`train(config)`: data, strategy, the loop, backups, TensorBoard, validation, artifacts.
 
 One piece per concern, each changeable on its own: `load_data` (split, bad images),
-`open_run_folder` (config.json, the same-settings check), `Checkpointing` (the rolling
-backup and the history), `run_epoch` with `EpochLog` (loss means, TensorBoard, progress),
-`end_epoch` (validation of both branches, best weights) and `finish` (model.keras, test,
-metrics). The run report (`keras_lmiqa.research.report`) is built by the callers
-(`lmiqa train`, the protocol) from the finished folder: training does not draw.
+`open_run_folder` (the writer lock, the same-settings check), `write_run_record`
+(config.json), `Checkpointing` (the rolling backup and the history), `run_epoch` with
+`EpochLog` (loss means, TensorBoard, progress), `end_epoch` (validation of both
+branches, best weights) and `finish` (model.keras, test, metrics). The run report
+(`keras_lmiqa.research.report`) is built by the callers (`lmiqa train`, the protocol)
+from the finished folder: training does not draw.
 
 The run folder (`config.output_dir`) ends with, each written atomically:
     model.keras    the standalone model (images in, scores out: `models.image_quality`) of the
@@ -13,7 +14,9 @@ The run folder (`config.output_dir`) ends with, each written atomically:
     config.json    the TrainConfig, the dataset's score scale, the split, versions
     metrics.json   {"val": ..., "test": {srcc, plcc, plcc_logistic, krcc, rmse, n}, ...}
 and keeps `backup/` (rolling checkpoint: rerunning the same command resumes where a
-killed run stopped, mid-epoch included), `history.json` and `logs/` (TensorBoard).
+killed run stopped, mid-epoch included), `history.json`, `logs/` (TensorBoard) and
+`.lmiqa.lock`: a run holds it while it lives, so a second training on the folder is refused
+at once; the OS drops it with the process, so a killed run's rerun resumes.
 """
 
 from __future__ import annotations
@@ -128,6 +131,10 @@ def load_data(config: TrainConfig) -> RunData:
     skipped: list[dict] = []
     if config.on_bad_image == "skip":
         *parts, skipped = _drop_bad_images(parts, config.max_pixels)
+    scores = {record.mos for record in parts[0]}
+    if len(scores) == 1:  # nothing to learn from: the quality target is the same for every image
+        logger.warning("all %d training images have the same score (%g): the model cannot learn to rank them",
+                       len(parts[0]), scores.pop())
     return RunData(dataset, split, *parts, skipped)
 
 
@@ -144,12 +151,14 @@ def configure_runtime(config: TrainConfig) -> None:
 class RunFolder:
     """`run_dir` (the results) and `work_dir`, where this worker keeps its backup/,
     history.json, logs/ and best weights: the run folder on the chief; non-chief workers
-    keep their own (multi-worker checkpoints are collective)."""
+    keep their own (multi-worker checkpoints are collective). The chief holds the run
+    folder's writer lock (`artifacts.lock_folder`) until `release()`."""
 
     run_dir: str
     work_dir: str
     chief: bool
     record: dict = dataclasses.field(default_factory=dict)  # config.json's contents (chief)
+    lock: artifacts.FolderLock | None = None
 
     def work_path(self, name: str) -> str:
         return os.path.join(self.work_dir, name)
@@ -157,18 +166,33 @@ class RunFolder:
     def run_path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
 
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
-def open_run_folder(config: TrainConfig, data: RunData, strategy) -> RunFolder:
-    """The run folder, refused if it holds a run with other settings; writes config.json."""
+
+def open_run_folder(config: TrainConfig, strategy) -> RunFolder:
+    """The run folder, locked for this run (one writer: a second training on it is refused
+    at once, naming the holder's PID) and refused if it holds a run with other settings."""
     chief = is_chief(strategy)
     run_dir = os.path.abspath(config.output_dir)
     folder = RunFolder(run_dir, run_dir if chief else os.path.join(run_dir, f".worker-{worker_id()}"), chief)
-    if chief:
+    if chief:  # other workers write only in their own work_dir
         os.makedirs(run_dir, exist_ok=True)
-        check_same_settings(run_dir, config)  # resuming needs the same settings
+        folder.lock = artifacts.lock_folder(run_dir, "another training run")
+        try:
+            check_same_settings(run_dir, config)  # resuming needs the same settings
+        except BaseException:
+            folder.release()
+            raise
+    return folder
+
+
+def write_run_record(folder: RunFolder, config: TrainConfig, data: RunData) -> None:
+    """config.json (chief)."""
+    if folder.chief:
         folder.record = _run_record(config, data.dataset, data.split)
         artifacts.write_json(folder.run_path("config.json"), folder.record)
-    return folder
 
 
 def build_pipeline(config: TrainConfig, data: RunData, strategy) -> tuple[TrainPipeline, int, int]:
@@ -370,10 +394,18 @@ def train(config: TrainConfig, progress: bool | None = None) -> RunResult:
     report (`research.report.write_report`) is the caller's to build from the folder.
     """
     started = time.time()
+    strategy = resolve_strategy(config.strategy)
+    folder = open_run_folder(config, strategy)  # first: a second run on the folder stops here
+    try:
+        return _train_in(folder, config, strategy, progress, started)
+    finally:
+        folder.release()
+
+
+def _train_in(folder: RunFolder, config: TrainConfig, strategy, progress: bool | None, started: float) -> RunResult:
     data = load_data(config)
     configure_runtime(config)
-    strategy = resolve_strategy(config.strategy)
-    folder = open_run_folder(config, data, strategy)
+    write_run_record(folder, config, data)
     pipeline, steps, workers = build_pipeline(config, data, strategy)
     with strategy.scope():
         trainer = LMIQATrainer(config, steps)

@@ -1,13 +1,15 @@
 """The `lmiqa` command: one module per subcommand, each thin over the library.
 
 Each `keras_lmiqa.cli.<name>_cmd` module defines `register(subparsers)`, which adds its
-parser and sets `func=run` on it. `main` turns any :class:`LmiqaError` into one line on
-stderr and exit code 2.
+parser and sets `func=run` on it. `main` turns any :class:`LmiqaError`, and a full or
+failing disk (ENOSPC, EIO, ...) under a file or stdout, into one line on stderr and exit
+code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk behind `> out.txt` shows here, not at interpreter exit
+        return code
     except LmiqaError as error:
         print(f"lmiqa {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -84,6 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `lmiqa models --card NAME | head`: the reader left, nothing went wrong here
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail again
         return 141  # what a shell reports for a process ended by SIGPIPE
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRORS:
+            raise
+        # A file written through `artifacts.atomic_path` keeps its previous version.
+        target = error.filename or "standard output"
+        print(f"lmiqa {args.command}: error: cannot write {target}: {error.strerror}", file=sys.stderr)
+        if not error.filename:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not fail again
+        return 2
+
+
+# Errors of a full or failing disk: the run stops with one line, not a traceback.
+_STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
 
 
 if __name__ == "__main__":

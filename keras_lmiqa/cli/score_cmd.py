@@ -7,7 +7,9 @@
 
 Folders are walked for .jpg/.jpeg/.png/.bmp/.gif (any case), sorted. Prints a table
 (path, score, mos; score is normalised quality in [0, 1], higher = better) or writes
-`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically).
+`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically; a
+file name that is not valid UTF-8 keeps its own bytes in the table and the CSV, and is
+escaped in the JSON).
 Only regular files are read (a FIFO or a link to /dev/zero is refused, not read), each
 at most `--max-image-mb`. With `--skip-errors`, images that cannot be read or that the
 model rejects get an empty score and their error instead of stopping the run (exit
@@ -25,18 +27,26 @@ import sys
 
 from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
 
-PROGRESS_ABOVE = 50  # show progress for more images than this
+PROGRESS_ABOVE = 50  # show progress (stderr, on a terminal) for more images than this
+
+
+def _progress(total: int):
+    """`progress(done, total)` for more than PROGRESS_ABOVE images, or None: on stderr and
+    only on a terminal, so stdout holds nothing but the table."""
+    if total <= PROGRESS_ABOVE or not sys.stderr.isatty():
+        return None
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rscored {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def _server_rows(args, paths: list[str]) -> list[dict]:
     from keras_lmiqa.serving.client import Client
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rscored {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-
     with Client(args.server, model_name=args.model_name, timeout=args.timeout, batch_size=args.batch_size) as client:
-        details = client.score_details(paths, version=args.version,
-                                       progress=progress if len(paths) > PROGRESS_ABOVE else None,
+        details = client.score_details(paths, version=args.version, progress=_progress(len(paths)),
                                        on_error="nan" if args.skip_errors else "raise")
     return [{"path": p, "score": d["score"], "mos": d["mos"], "error": d["error"]} for p, d in zip(paths, details)]
 
@@ -55,11 +65,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
         print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
               file=sys.stderr)
         scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
-    bar = None
-    if len(paths) > PROGRESS_ABOVE:
-        import keras
-
-        bar = keras.utils.Progbar(len(paths), unit_name="image")
+    progress = _progress(len(paths))
     rows = []
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
@@ -77,8 +83,8 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
                                  "error": None})
                 except ImageError as error:
                     rows.append({"path": path, "score": math.nan, "mos": math.nan, "error": str(error)})
-        if bar is not None:
-            bar.update(len(rows))
+        if progress is not None:
+            progress(len(rows), len(paths))
     return rows
 
 
@@ -90,7 +96,10 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
     for flag, path in outputs.items():
         try:
             with artifacts.atomic_path(path) as temporary:
-                with open(temporary, "w", newline="" if flag == "--csv" else None, encoding="utf-8") as handle:
+                # surrogateescape: a file name that is not UTF-8 is written as its own bytes (as on
+                # stdout), so the CSV names the file; JSON escapes it (\udcff) and stays ASCII.
+                with open(temporary, "w", newline="" if flag == "--csv" else None, encoding="utf-8",
+                          errors="surrogateescape") as handle:
                     if flag == "--csv":
                         writer = csv.writer(handle)
                         writer.writerow(["path", "score", "mos", "error"])

@@ -11,9 +11,8 @@ import dataclasses
 import json
 import sys
 
-import yaml
-
 from keras_lmiqa import config as config_lib
+from keras_lmiqa.errors import ConfigError
 
 # flag -> config key, for flags that take a value.
 VALUE_FLAGS = {
@@ -38,9 +37,12 @@ ABLATIONS = {
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {config_lib.shown(text)}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)  # typed (numbers, booleans, lists), never eval
+    try:  # typed (numbers, booleans, lists), never eval; bounded like a config file
+        return key.strip(), config_lib.parse_yaml(value, f"value of {config_lib.shown(key.strip())}")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(config_lib.TrainConfig)}

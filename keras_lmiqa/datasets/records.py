@@ -34,6 +34,12 @@ class Record:
     official_split: str | None = None
 
 
+# Scores beyond this magnitude are refused: their range (high - low) would overflow to inf
+# and normalise every image to NaN or 0, and a model stores its scale within it
+# (`inference_spec.FIELD_BOUNDS`).
+MAX_ABS_SCORE = 1e9
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoreScale:
     """The score range of a dataset and its direction.
@@ -112,7 +118,7 @@ def make_dataset(
 ) -> Dataset:
     """Build a :class:`Dataset` from `(path, mos, group, official_split)` tuples.
 
-    Validates scores (finite numbers) and duplicate paths, and normalises `quality` by
+    Validates scores (finite, within MAX_ABS_SCORE) and duplicate paths, and normalises `quality` by
     the observed score range so it always lies in [0, 1].
     """
     if not entries:
@@ -121,6 +127,9 @@ def make_dataset(
     for path, mos, _, _ in entries:
         if not isinstance(mos, (int, float)) or not math.isfinite(mos):
             raise DatasetError(f"{name}: score of {path} is not a finite number: {mos!r}")
+        if abs(mos) > MAX_ABS_SCORE:
+            raise DatasetError(f"{name}: score of {path} is {mos!r}, outside [-{MAX_ABS_SCORE:g}, {MAX_ABS_SCORE:g}], "
+                               "the scores a model can record")
         if path in seen:
             raise DatasetError(f"{name}: image listed twice: {path}")
         seen.add(path)
@@ -311,12 +320,28 @@ def mat_strings(array) -> list[str]:
 
 
 def take_options(dataset: str, options: dict, defaults: dict) -> dict:
-    """`defaults` updated with `options`; an unknown option raises a DatasetError."""
+    """`defaults` updated with `options`; an unknown option, or a value not of its
+    default's kind (text, number, true/false; any of them where the default is None, never
+    a list or a mapping), raises a DatasetError naming the option."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         valid = ", ".join(defaults) or "none"
         raise DatasetError(f"{dataset}: unknown option {unknown[0]!r} (valid options: {valid})")
+    for key, value in options.items():
+        default = defaults[key]
+        expected = _OPTION_KINDS.get(type(default), _OPTION_KINDS[type(None)])
+        fits = (isinstance(value, (str, bool, int, float)) if default is None
+                else isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool)
+                or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            from keras_lmiqa.config import shown
+
+            raise DatasetError(f"{dataset}: option {key} expects {expected}, got {shown(value)}")
     return {**defaults, **options}
+
+
+_OPTION_KINDS = {str: "text", bool: "true or false", int: "an integer", float: "a number",
+                 type(None): "text, a number or true/false"}
 
 
 def read_pairs(path: str, dataset: str, expected: str) -> Iterator[tuple[int, str, str]]:

@@ -23,7 +23,7 @@ import weakref
 
 import keras
 
-from keras_lmiqa.errors import ImageError
+from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.inference_spec import InferenceSpec
 
 # Traced scoring functions per model (not attributes: Keras and tf.saved_model would
@@ -65,6 +65,16 @@ def check_pixels(images):
         raise ImageError(f"images must be uint8 [batch, height, width, 3] (one size; model.score_images takes "
                          f"mixed sizes), got {name} {list(shape)}")
     return tf.convert_to_tensor(images, tf.uint8)
+
+
+def check_branch_input(branch, spec: InferenceSpec) -> None:
+    """ModelError unless the branch takes the spec's crops ([B, G, S, S, 3], S = crop_size):
+    a model file whose spec and branch disagree is refused at load, not at scoring."""
+    inputs = getattr(branch, "inputs", None) or []
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(shape) != 5 or shape[-1] != 3 or shape[2] != shape[3] or shape[2] not in (None, spec.crop_size):
+        raise ModelError(f"inference spec: crop_size {spec.crop_size} does not fit the model, whose input is "
+                         f"{list(shape)} (expected [batch, crops, {spec.crop_size}, {spec.crop_size}, 3])")
 
 
 @keras.saving.register_keras_serializable(package="keras_lmiqa")
@@ -118,6 +128,7 @@ class ImageQualityModel(keras.Model):
 
     def __init__(self, branch, preprocessor, info: dict | None = None, **kwargs):
         kwargs.setdefault("name", "lmiqa_image_quality")
+        check_branch_input(branch, preprocessor.spec)
         super().__init__(**kwargs)
         self.branch = branch
         self.preprocessor = preprocessor

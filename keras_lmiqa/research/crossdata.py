@@ -13,9 +13,8 @@ import dataclasses
 import logging
 import os
 
-import yaml
-
 from keras_lmiqa import artifacts
+from keras_lmiqa.config import parse_yaml, shown
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.research import tables
 from keras_lmiqa.research.evaluate import (
@@ -53,7 +52,7 @@ def parse_dataset_spec(text: str) -> DatasetSpec:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"dataset {text!r}: reader option {item!r} is not KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
+        options[key.strip()] = parse_yaml(value, f"dataset {shown(text)}: reader option {shown(key.strip())}")
     if not name.strip():
         raise ConfigError(f"dataset {text!r}: expected [LABEL=]NAME[:ROOT][,KEY=VALUE...], e.g. live:/data/live")
     return DatasetSpec(label=(label or name).strip(), name=name.strip(), root=root.strip() or None, options=options)

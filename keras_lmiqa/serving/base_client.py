@@ -140,7 +140,7 @@ class BaseClient:
                 chunks.extend(self._predict_span(items, contents, start, stop, version))
             except RequestError as error:
                 error = error.with_batch(labels[start:stop], start, (index, len(spans)))
-                if on_error == "raise" or error.code not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                if on_error == "raise" or not _refuses_an_image(error):
                     raise error from None
                 chunks.extend(self._score_one_by_one(items, contents, start, stop, version, errors))
             done += stop - start
@@ -167,7 +167,7 @@ class BaseClient:
             try:
                 rows.append(self.predict({self.input_key: self._encode_batch(items, contents, i, i + 1)}, version))
             except RequestError as error:
-                if error.code not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                if not _refuses_an_image(error):
                     raise
                 errors[i] = error.details
                 rows.append(None)
@@ -196,6 +196,14 @@ class BaseClient:
         outputs, errors = self._score_all(items, version, progress, on_error)
         return [{**{key: (float(value[i]) if value.ndim == 1 else value[i]) for key, value in outputs.items()},
                  "error": errors[i]} for i in range(len(errors))]
+
+
+def _refuses_an_image(error: RequestError) -> bool:
+    """Whether the server refused the request for its images (one undecodable, or above the
+    server's pixel budget even alone) rather than for itself: `on_error="nan"` then gives
+    each refused image its error and scores the others."""
+    return (error.code in ("INVALID_ARGUMENT", "FAILED_PRECONDITION")
+            or error.code == "RESOURCE_EXHAUSTED" and "max_request_pixels" in error.details)
 
 
 def _pad_crops(value: np.ndarray, inner: tuple) -> np.ndarray:

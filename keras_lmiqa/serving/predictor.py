@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lmiqa.constants import MAX_MESSAGE_BYTES
-from keras_lmiqa.image_io import error_reason, header_size, image_format
+from keras_lmiqa.image_io import error_reason, gif_pixels, header_size, image_format
 from keras_lmiqa.serving.limits import DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS
 from keras_lmiqa.serving.model_repository import ModelRepository, Servable
 from keras_lmiqa.serving.status import RequestError, code_name
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
 RELEASE_ABOVE_PIXELS = 1_000_000  # requests from this size on give freed memory back (`release_memory`)
-MAX_GIF_BLOCKS = 65536  # frames and extensions `gif_pixels` walks
 
 
 def dtype_of(array: np.ndarray) -> tf.DType:
@@ -51,34 +50,6 @@ def _declared_pixels(images):
         return size[0] * size[1]
 
     return tf.map_fn(one, images, fn_output_signature=tf.int64)
-
-
-def gif_pixels(data: bytes) -> int:
-    """Pixels TensorFlow's GIF decoder allocates for `data`: the screen, plus every frame's
-    own rectangle (it decodes all frames, even for the first one alone, so a small file of
-    many frames costs memory per frame). 0 for data that is not a readable GIF."""
-    if len(data) < 13 or not data.startswith(b"GIF8"):
-        return 0
-    total = int.from_bytes(data[6:8], "little") * int.from_bytes(data[8:10], "little")
-    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
-    blocks = 0
-    while pos < len(data):
-        blocks += 1
-        if blocks > MAX_GIF_BLOCKS:  # no real GIF has this many: refuse rather than walk megabytes of them
-            return 1 << 62
-        kind = data[pos]
-        if kind == 0x2C and pos + 10 <= len(data):  # image descriptor: a frame
-            total += int.from_bytes(data[pos + 5:pos + 7], "little") * int.from_bytes(data[pos + 7:pos + 9], "little")
-            packed = data[pos + 9]
-            pos += 10 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0) + 1  # + local colours, LZW code size
-        elif kind == 0x21:  # extension: label, then sub-blocks
-            pos += 2
-        else:  # trailer (0x3B) or garbage: the decoder stops here too
-            break
-        while pos < len(data) and data[pos]:  # data sub-blocks, up to the empty one
-            pos += data[pos] + 1
-        pos += 1
-    return total
 
 
 @functools.lru_cache(maxsize=1)

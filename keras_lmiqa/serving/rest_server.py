@@ -15,8 +15,9 @@ Limits, each answered with one JSON error line:
   (408 for a late body, an idle connection is closed);
 - `max_connections` open at once (more are closed at accept);
 - bodies need a Content-Length of digits (`-1`, `abc`: 400) up to `max_request_bytes`
-  (413); chunked bodies are refused (411) and the connection closed, so their bytes are
-  never read as another request;
+  (413, answered from the header at once, then the connection closes); chunked bodies
+  are refused (411) and the connection closed, so their bytes are never read as another
+  request;
 - `max_buffered_bytes` of request bodies held at once, received or waiting for a worker
   (503, which clients retry).
 """
@@ -225,8 +226,8 @@ class RestServer:
         try:
             while await self._one_request(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-            pass  # the client went away or stalled: nothing to answer
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass  # the client went away (a reset, ENOTCONN on a half-close) or stalled: nothing to answer
         except asyncio.CancelledError:
             pass  # stop(): ending normally keeps asyncio from logging the cancellation as an error
         except Exception:  # a bug here must not take the loop down
@@ -251,8 +252,7 @@ class RestServer:
         try:
             method, target, version, headers = _parse_head(head)
             length = self._content_length(headers)
-            if length > self.max_request_bytes:
-                await self._discard(reader, min(length, 4 * self.max_request_bytes))
+            if length > self.max_request_bytes:  # answered at once; `_refuse` drains what still comes
                 raise _HttpError(413, f"request body of {length} bytes is above the limit of "
                                       f"{self.max_request_bytes} bytes")
             if headers.get("expect", "").lower() == "100-continue":

@@ -105,3 +105,11 @@ def bmp_declaring(height: int, width: int) -> bytes:
     data = bytearray(buffer.tobytes())
     data[18:26] = struct.pack("<ii", width, -height)  # negative: top-down rows
     return bytes(data)
+
+
+def gif_with_large_frame(screen: int, frame: int) -> bytes:
+    """A GIF whose logical screen (the header's size) is screen x screen but whose one frame
+    declares frame x frame: a few dozen bytes that make a decoder allocate the frame."""
+    header = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    descriptor = b"\x2c" + struct.pack("<HHHHB", 0, 0, frame, frame, 0)
+    return header + descriptor + b"\x02\x02\x44\x01\x00" + b"\x3b"

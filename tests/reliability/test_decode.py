@@ -281,3 +281,24 @@ def test_training_evaluation_and_serving_see_the_same_rotated_image(untrained_ex
 
     model = keras.saving.load_model(untrained_model)
     np.testing.assert_allclose(predict_quality(model, [str(path)], config), by_bytes, atol=1e-5)
+
+
+def test_a_gif_frame_larger_than_its_screen_is_refused_before_decoding(untrained_model, tmp_path, capsys):
+    from crafted import gif_with_large_frame
+
+    from keras_lmiqa.cli import main
+    from keras_lmiqa.image_io import gif_pixels
+    from keras_lmiqa.scorer import load_scorer
+
+    bomb = gif_with_large_frame(16, 3000)  # the header says 16x16; the frame 3000x3000
+    assert len(bomb) < 50 and gif_pixels(bomb) == 16 * 16 + 3000 * 3000
+    scorer = load_scorer(untrained_model)  # max_pixels 4,000,000
+    with pytest.raises(ImageError, match=r"^cannot score images\[0\] \(bytes\): image exceeds the pixel limit: its "
+                                         r"GIF screen and frames hold 9000256 pixels, above max_pixels=4000000$"):
+        scorer.run([bomb])
+    path = tmp_path / "bomb.gif"
+    path.write_bytes(bomb)
+    assert main(["score", "--model", untrained_model, str(path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"lmiqa score: error: cannot score {path}: image exceeds the pixel limit: its GIF screen and "
+                     "frames hold 9000256 pixels, above max_pixels=4000000"]

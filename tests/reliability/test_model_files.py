@@ -399,3 +399,17 @@ def test_bounded_score_clips_a_small_overshoot_and_fails_a_broken_one():
     for broken in ([0.5, -2.1e25], [float("nan")], [float("inf")], [11.5], [-10.5]):
         with pytest.raises(tf.errors.InvalidArgumentError, match="not finite or far outside \\[0, 1\\]"):
             graph(tf.constant(broken, tf.float32))
+
+
+def test_a_cut_checksum_record_is_named_as_such_not_blamed_on_the_weights(run_copy):
+    import zipfile
+
+    from keras_lmiqa.export import load_branch
+
+    model = run_copy / "model.keras"
+    with zipfile.ZipFile(model, "a") as archive:
+        archive.comment = archive.comment[:-5]  # the record's last 5 hex digits lost
+    with pytest.raises(ModelError, match=f"^cannot load model {model} \\(corrupt or partial file\\?\\): its checksum "
+                                         "record is damaged \\(59 characters where a SHA-256 has 64 hex digits\\): "
+                                         "the file was cut or edited after it was written$"):
+        load_branch(str(model))

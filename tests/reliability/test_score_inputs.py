@@ -192,3 +192,26 @@ def test_the_serving_clients_read_only_regular_files_under_the_limit(tmp_path):
     with pytest.raises(ImageError, match=r"big\.png: .*4100 bytes.*1000"):
         read_bytes(str(big), max_bytes=1000)
     assert read_bytes(str(big)) == big.read_bytes()
+
+
+def test_a_file_name_that_is_not_utf8_is_written_to_csv_and_json(untrained_model, folder, tmp_path, capsys):
+    import json
+
+    import cv2
+    from crafted import photo
+
+    from keras_lmiqa.cli import main
+
+    name = os.fsdecode(b"bad\xff\xfename.bmp")  # "bad\udcff\udcfename.bmp": the bytes Python cannot decode
+    _, encoded = cv2.imencode(".bmp", photo(40, 50))
+    (folder / name).write_bytes(encoded.tobytes())
+    table, listing = tmp_path / "scores.csv", tmp_path / "scores.json"
+    assert main(["score", "--model", untrained_model, str(folder), "--csv", str(table), "--json", str(listing)]) == 0
+    assert b"/bad\xff\xfename.bmp," in table.read_bytes()  # the name's own bytes
+    with open(table, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [os.path.basename(row["path"]) for row in rows] == ["a.png", name]
+    assert os.path.isfile(rows[1]["path"]) and 0.0 <= float(rows[1]["score"]) <= 1.0 and rows[1]["error"] == ""
+    listed = json.loads(listing.read_text(encoding="ascii"))
+    assert listed[1]["path"] == rows[1]["path"] and listed[1]["score"] == pytest.approx(float(rows[1]["score"]),
+                                                                                         abs=1e-4)

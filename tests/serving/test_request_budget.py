@@ -158,3 +158,23 @@ def test_an_animated_gif_counts_every_frame(budget):
     data = io.BytesIO()
     frames[10].save(data, format="GIF")
     assert _predict(budget.grpc_target, {"images": [data.getvalue()]}).outputs["score"].float_val[0] > 0
+
+
+def test_skip_errors_gives_an_image_above_the_budget_its_own_error_row(budget, tmp_path, capsys):
+    import csv
+
+    from keras_lmiqa.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(flat_png(600, 600, 60))
+    (folder / "b-huge.png").write_bytes(flat_png(1100, 1000, 90))  # 1 100 000 pixels: above the budget alone
+    (folder / "c.png").write_bytes(flat_png(600, 600, 160))
+    table = tmp_path / "scores.csv"
+    assert main(["score", "--server", budget.grpc_target, str(folder), "--skip-errors", "--batch-size", "3",
+                 "--timeout", "60", "--csv", str(table)]) == 1
+    assert "1 of 3 images could not be scored" in capsys.readouterr().err
+    rows = {row["path"].rsplit("/", 1)[1]: row for row in csv.DictReader(table.open())}
+    assert float(rows["a.png"]["score"]) == pytest.approx(SCALES[2] * 60 / 255, abs=1e-4)
+    assert float(rows["c.png"]["score"]) == pytest.approx(SCALES[2] * 160 / 255, abs=1e-4)
+    assert rows["b-huge.png"]["score"] == "" and "max_request_pixels=1000000" in rows["b-huge.png"]["error"]

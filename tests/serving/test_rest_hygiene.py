@@ -152,3 +152,24 @@ def test_clients_that_vanish_leave_no_tracebacks(rest, photo_paths, caplog, capf
     assert "Traceback" not in out + err and "BrokenPipe" not in out + err
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert not problems, [r.getMessage() for r in problems]
+
+
+def test_a_declared_oversize_body_is_413_at_once_and_a_client_gone_before_it_logs_nothing(rest, caplog, capfd):
+    caplog.set_level(logging.DEBUG, logger="keras_lmiqa")
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    started = time.monotonic()
+    with socket.create_connection(_address(rest), timeout=10) as sock:
+        sock.sendall(_post_head(str(200 << 20)))  # 200 MB declared, not one byte of it sent
+        answer = sock.recv(65536)
+    assert time.monotonic() - started < READ_TIMEOUT * 0.8  # not after the read timeout
+    assert _responses(answer)[0][0] == 413
+    for _ in range(20):  # declares 200 MB, then resets the connection before the answer
+        sock = socket.create_connection(_address(rest), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.sendall(_post_head(str(200 << 20)))
+        sock.close()
+    time.sleep(READ_TIMEOUT)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not problems, [r.getMessage() for r in problems]
