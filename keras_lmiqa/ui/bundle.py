@@ -77,6 +77,7 @@ def page(title: str, subtitle: str, *, body_data: dict, inline: bool, data: str 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>{escape(title)}</title>
 {head}
 </head>

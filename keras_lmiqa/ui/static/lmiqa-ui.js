@@ -201,7 +201,8 @@
     const total = state.photos.length + state.errors.length;
     const parts = [`${total} photo${total === 1 ? "" : "s"}`, `${state.photos.length} scored`];
     if (state.errors.length) parts.push(`${state.errors.length} not scored`);
-    parts.push(`showing ${state.shown.length} with score ${state.low.toFixed(2)} to ${state.high.toFixed(2)}`);
+    const bound = (value) => String(Number(value.toFixed(4)));
+    parts.push(`showing ${state.shown.length} with score ${bound(state.low)} to ${bound(state.high)}`);
     $("summary").textContent = parts.join(" · ");
     $("summary").dataset.shown = state.shown.length;
     $("summary").dataset.scored = state.photos.length;
@@ -259,8 +260,8 @@
   function setRange(low, high) {
     state.low = Math.min(low, high);
     state.high = Math.max(low, high);
-    $("low").value = state.low.toFixed(2);
-    $("high").value = state.high.toFixed(2);
+    $("low").value = String(Number(state.low.toFixed(4)));
+    $("high").value = String(Number(state.high.toFixed(4)));
     render();
   }
 
