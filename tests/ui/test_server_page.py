@@ -61,7 +61,7 @@ def test_two_dropped_photos_get_the_scores_of_lmiqa_score(browser, ui_server, ph
         assert card["badge"] == f"{expected[card['path']]:.4f}"
         assert card["windows"] >= 4  # the overlay of the served crop windows
     assert [card["score"] for card in shown] == sorted(card["score"] for card in shown)  # worst first
-    assert browser.find_element("id", "status").text == "scored 2 photos"
+    assert browser.find_element("id", "status").text == "scored 2 of 2 photos"
     assert browser.get_log("browser") == []  # no script error, no CSP violation
 
 
@@ -74,5 +74,6 @@ def test_a_chosen_file_the_server_rejects_is_listed_with_its_message(browser, ui
     wait_until(browser, "return document.body.dataset.pending === '0' "
                         "&& document.getElementById('summary').dataset.errors === '1'")
     assert [card["path"] for card in cards(browser)] == ["photo0.png"]  # the good one of the request
+    assert browser.find_element(By.ID, "status").text == "scored 1 of 2 photos; 1 not scored (listed below)"
     errors = browser.find_element(By.ID, "errors").text
     assert "broken.jpg" in errors and "HTTP 400" in errors and "not a JPEG, PNG, GIF or BMP image" in errors

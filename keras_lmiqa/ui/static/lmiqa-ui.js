@@ -401,6 +401,7 @@
     // base64 is 4/3 of the file; the rest of the JSON body is small
     const maxBytes = 0.9 * (Number(document.body.dataset.maxRequestBytes) || 32 * 2 ** 20);
     const status = $("status");
+    const errorsBefore = state.errors.length;
     const items = [];
     for (const file of files) {
       const url = URL.createObjectURL(file);
@@ -444,7 +445,9 @@
       });
       done += group.length;
     }
-    status.textContent = `scored ${items.length} photo${items.length === 1 ? "" : "s"}`;
+    const failed = state.errors.length - errorsBefore;
+    status.textContent = `scored ${items.length - failed} of ${items.length} photo${items.length === 1 ? "" : "s"}` +
+      (failed ? `; ${failed} not scored (listed below)` : "");
     document.body.dataset.pending = "0";
     render();
   }
