@@ -14,6 +14,7 @@ import functools
 import hashlib
 import html
 import json
+import string
 from importlib import resources
 
 SCRIPT, STYLE = "lmiqa-ui.js", "lmiqa-ui.css"
@@ -49,43 +50,22 @@ def json_script(data) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
-def page(title: str, subtitle: str, *, body_data: dict, inline: bool, data: str | None = None,
-         drop_zone: bool = False) -> str:
-    """The HTML document. `body_data`: data-* attributes of <body> (read by the script);
-    `data`: `json_script` output of the report's photos; `drop_zone`: the serving page's
-    file chooser."""
-    escape = html.escape
-    attributes = "".join(f' data-{key}="{escape(str(value))}"' for key, value in body_data.items())
-    if inline:
-        head = (f'<meta http-equiv="Content-Security-Policy" content="{escape(inline_policy())}">\n'
-                f"<style>{asset(STYLE).decode('utf-8')}</style>")
-        script = f"<script>{asset(SCRIPT).decode('utf-8')}</script>"
-    else:
-        head = f'<link rel="stylesheet" href="/static/{STYLE}">'
-        script = f'<script src="/static/{SCRIPT}" defer></script>'
-    drop = ("""
-  <section id="drop" tabindex="0" role="button" aria-describedby="drop-hint">
-    <p><strong>Drop photos here</strong> or
-      <label><input type="file" id="files" multiple accept="image/jpeg,image/png,image/gif,image/bmp"></label></p>
-    <p class="hint" id="drop-hint">JPEG, PNG, GIF or BMP; they go to this server only and are not stored.</p>
-    <p id="status" aria-live="polite"></p>
-  </section>""" if drop_zone else "")
-    payload = f'\n<script id="lmiqa-data" type="application/json">{data}</script>' if data is not None else ""
-    return f"""<!DOCTYPE html>
+# The document both pages share; `page` fills it ($-placeholders, string.Template).
+_SHELL = string.Template("""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <link rel="icon" href="data:,">
-<title>{escape(title)}</title>
-{head}
+<title>$title</title>
+$head
 </head>
-<body{attributes}>
+<body$attributes>
 <header>
   <div>
-    <h1>{escape(title)}</h1>
-    <p class="subtitle">{escape(subtitle)}</p>
+    <h1>$title</h1>
+    <p class="subtitle">$subtitle</p>
     <p id="summary" aria-live="polite"></p>
     <div class="controls">
       <label>Scores from <input type="number" id="low" min="0" max="1" step="0.05" value="0.00"></label>
@@ -108,7 +88,7 @@ def page(title: str, subtitle: str, *, body_data: dict, inline: bool, data: str 
     <figcaption id="histogram-caption"></figcaption>
   </figure>
 </header>
-<main>{drop}
+<main>$drop
   <ul id="grid" aria-label="photos"></ul>
   <section id="errors-section" hidden>
     <h2 id="errors-heading"></h2>
@@ -122,8 +102,36 @@ def page(title: str, subtitle: str, *, body_data: dict, inline: bool, data: str 
   </div>
   <div id="detail-picture"></div>
   <p class="hint"><code id="detail-path"></code> · left/right arrows: previous/next photo</p>
-</dialog>{payload}
-{script}
+</dialog>$payload
+$script
 </body>
 </html>
-"""
+""")
+
+_DROP_ZONE = """
+  <section id="drop" tabindex="0" role="button" aria-describedby="drop-hint">
+    <p><strong>Drop photos here</strong> or
+      <label><input type="file" id="files" multiple accept="image/jpeg,image/png,image/gif,image/bmp"></label></p>
+    <p class="hint" id="drop-hint">JPEG, PNG, GIF or BMP; they go to this server only and are not stored.</p>
+    <p id="status" aria-live="polite"></p>
+  </section>"""
+
+
+def page(title: str, subtitle: str, *, body_data: dict, inline: bool, data: str | None = None,
+         drop_zone: bool = False) -> str:
+    """The HTML document. `body_data`: data-* attributes of <body> (read by the script);
+    `data`: `json_script` output of the report's photos; `drop_zone`: the serving page's
+    file chooser."""
+    escape = html.escape
+    if inline:
+        head = (f'<meta http-equiv="Content-Security-Policy" content="{escape(inline_policy())}">\n'
+                f"<style>{asset(STYLE).decode('utf-8')}</style>")
+        script = f"<script>{asset(SCRIPT).decode('utf-8')}</script>"
+    else:
+        head = f'<link rel="stylesheet" href="/static/{STYLE}">'
+        script = f'<script src="/static/{SCRIPT}" defer></script>'
+    return _SHELL.substitute(
+        title=escape(title), subtitle=escape(subtitle), head=head, script=script,
+        attributes="".join(f' data-{key}="{escape(str(value))}"' for key, value in body_data.items()),
+        drop=_DROP_ZONE if drop_zone else "",
+        payload=f'\n<script id="lmiqa-data" type="application/json">{data}</script>' if data is not None else "")

@@ -399,7 +399,7 @@
   async function scoreFiles(files) {
     const maxBatch = Number(document.body.dataset.maxBatch) || 8;
     // base64 is 4/3 of the file; the rest of the JSON body is small
-    const maxBytes = 0.9 * (Number(document.body.dataset.maxRequestBytes) || 32 * 2 ** 20);
+    const maxBytes = 0.9 * Number(document.body.dataset.maxRequestBytes);
     const status = $("status");
     const errorsBefore = state.errors.length;
     const items = [];
