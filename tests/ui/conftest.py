@@ -18,7 +18,6 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "reliability"))
 
-from page_helpers import PAGE_FIGURES  # noqa: E402
 from untrained import write_untrained_run  # noqa: E402
 
 INSTALL_HINT = ("install Debian's chromium and chromium-driver (as root: `make browser`, or `apt-get install "
@@ -107,13 +106,3 @@ def browser():
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Print the pages' measured figures (recorded by the tests, also under xdist)."""
-    lines = [value for report in terminalreporter.stats.get("passed", [])
-             for key, value in report.user_properties if key == PAGE_FIGURES]
-    if lines:
-        terminalreporter.write_sep("-", "photo pages: measured")
-        for line in lines:
-            terminalreporter.write_line(line)

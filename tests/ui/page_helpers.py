@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PAGE_FIGURES = "page figure"  # user_properties printed at the end of the run (conftest's terminal summary)
+PAGE_FIGURES = "measured"  # user_properties key printed at the end of the run (tests/conftest.py)
 
 
 def wait_until(driver, script: str, timeout: float = 30.0):

@@ -107,7 +107,7 @@ def test_the_window_toggle_the_score_filter_and_the_keyboard(browser, scored_pag
 
 
 def test_a_page_of_1000_photos_is_written_and_opens_quickly(browser, tmp_path, record_property):
-    """Figures in the run's log (`photo pages: measured`; `bench/html_report.py` measures
+    """Figures in the run's log (the `measured` section at its end; `bench/html_report.py` measures
     them on BIQ2021 photos). The bounds asserted are 3x the targets, on CPU time for the
     writing (wall time on a shared machine measures the other jobs)."""
     import cv2
