@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from toy_data import TOY_TRAIN_SETTINGS, make_toy_dataset  # noqa: E402
 
+MEASURED = "measured"  # user_properties key of figures printed in the run's log (pytest_terminal_summary)
+
 
 @pytest.fixture(scope="session")
 def toy_dataset(tmp_path_factory) -> str:
@@ -30,3 +32,14 @@ def trained_run(tmp_path_factory, toy_dataset) -> str:
     run_dir = str(tmp_path_factory.mktemp("run"))
     train(from_dict({**TOY_TRAIN_SETTINGS, "data_root": toy_dataset, "output_dir": run_dir}))
     return run_dir
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the figures tests record with `record_property(MEASURED, text)` (the photo
+    pages' timings) at the end of the run; here, so the xdist controller prints its workers'."""
+    lines = [value for report in terminalreporter.stats.get("passed", [])
+             for key, value in report.user_properties if key == MEASURED]
+    if lines:
+        terminalreporter.write_sep("-", "measured")
+        for line in lines:
+            terminalreporter.write_line(line)

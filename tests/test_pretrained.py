@@ -236,6 +236,7 @@ def test_the_wheel_carries_the_model_and_scores_without_the_checkout(tmp_path):
         names = set(archive.namelist())
     for name in (shipped.CARD_FILE, shipped.CARD_TEXT_FILE, shipped.MODEL_FILE, shipped.WEIGHTS_FILE):
         assert f"keras_lmiqa/shipped/{NAME}/{name}" in names
+    assert {"keras_lmiqa/ui/static/lmiqa-ui.js", "keras_lmiqa/ui/static/lmiqa-ui.css"} <= names  # the page bundle
     site = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                                 str(wheel)], capture_output=True, text=True, timeout=600)

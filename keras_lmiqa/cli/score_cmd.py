@@ -7,9 +7,11 @@
 
 Folders are walked for .jpg/.jpeg/.png/.bmp/.gif (any case), sorted. Prints a table
 (path, score, mos; score is normalised quality in [0, 1], higher = better) or writes
-`--csv FILE` / `--json FILE` (checked writable before scoring, written atomically; a
-file name that is not valid UTF-8 keeps its own bytes in the table and the CSV, and is
-escaped in the JSON).
+`--csv FILE` / `--json FILE` / `--html FILE` (checked writable before scoring, written
+atomically; a file name that is not valid UTF-8 keeps its own bytes in the table and the
+CSV, and is escaped in the JSON). The HTML page shows every photo worst first with its
+crop windows coloured by crop score, a score filter, a histogram and the errors; it is
+one file (thumbnails embedded) that opens in any browser without a network.
 Only regular files are read (a FIFO or a link to /dev/zero is refused, not read), each
 at most `--max-image-mb`. With `--skip-errors`, images that cannot be read or that the
 model rejects get an empty score and their error instead of stopping the run (exit
@@ -40,6 +42,12 @@ def _progress(total: int):
         print(f"\rscored {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     return progress
+PAGE_CROP_KEYS = ("crop_windows", "crop_scores", "crop_weights")  # what the --html page draws
+
+
+def _crops(outputs: dict, index: int, keep: bool) -> dict:
+    """Image `index`'s crop outputs the --html page draws (none without --html)."""
+    return {key: outputs[key][index] for key in PAGE_CROP_KEYS if key in outputs} if keep else {}
 
 
 def _server_rows(args, paths: list[str]) -> list[dict]:
@@ -48,7 +56,10 @@ def _server_rows(args, paths: list[str]) -> list[dict]:
     with Client(args.server, model_name=args.model_name, timeout=args.timeout, batch_size=args.batch_size) as client:
         details = client.score_details(paths, version=args.version, progress=_progress(len(paths)),
                                        on_error="nan" if args.skip_errors else "raise")
-    return [{"path": p, "score": d["score"], "mos": d["mos"], "error": d["error"]} for p, d in zip(paths, details)]
+    args.source = f"model {args.model_name!r} of the server {args.server}"
+    return [{"path": p, "score": d["score"], "mos": d["mos"], "error": d["error"],
+             **({key: d[key] for key in PAGE_CROP_KEYS if key in d} if args.html else {})}
+            for p, d in zip(paths, details)]
 
 
 def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
@@ -57,6 +68,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
 
     if args.model:
         scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+        args.source = f"model {args.model}"
     else:
         from keras_lmiqa import pretrained_models
 
@@ -65,14 +77,16 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
         print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
               file=sys.stderr)
         scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+        args.source = f"the pretrained model {name}"
+    args.mos_label = scorer.metadata.get("dataset", {}).get("scale", {}).get("kind") or "MOS"
     progress = _progress(len(paths))
     rows = []
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
         try:
             out = scorer.run(chunk)
-            rows += [{"path": p, "score": float(out["score"][i]), "mos": float(out["mos"][i]), "error": None}
-                     for i, p in enumerate(chunk)]
+            rows += [{"path": p, "score": float(out["score"][i]), "mos": float(out["mos"][i]), "error": None,
+                      **_crops(out, i, args.html)} for i, p in enumerate(chunk)]
         except ImageError:
             if not args.skip_errors:
                 raise
@@ -80,7 +94,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
                 try:
                     out = scorer.run([path])
                     rows.append({"path": path, "score": float(out["score"][0]), "mos": float(out["mos"][0]),
-                                 "error": None})
+                                 "error": None, **_crops(out, 0, args.html)})
                 except ImageError as error:
                     rows.append({"path": path, "score": math.nan, "mos": math.nan, "error": str(error)})
         if progress is not None:
@@ -94,6 +108,9 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
     from keras_lmiqa.errors import ConfigError
 
     for flag, path in outputs.items():
+        if flag == "--html":
+            _write_html(rows, args, path)
+            continue
         try:
             with artifacts.atomic_path(path) as temporary:
                 # surrogateescape: a file name that is not UTF-8 is written as its own bytes (as on
@@ -107,7 +124,8 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
                             writer.writerow([row["path"], _number(row["score"]), _number(row["mos"]),
                                              row["error"] or ""])
                     else:
-                        json.dump([{**row, "score": _json_number(row["score"]), "mos": _json_number(row["mos"])}
+                        json.dump([{"path": row["path"], "score": _json_number(row["score"]),
+                                    "mos": _json_number(row["mos"]), "error": row["error"]}
                                    for row in rows], handle, indent=2)
         except OSError as error:
             raise ConfigError(f"{flag} {path}: cannot write: {error.strerror or error}") from None
@@ -117,6 +135,19 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
         for row in rows:
             line = f"{row['path']:<{width}}  {_number(row['score']):>7}  {_number(row['mos'], 4):>9}"
             print(line + (f"  error: {row['error']}" if row["error"] else ""))
+
+
+def _write_html(rows: list[dict], args, path: str) -> None:
+    from keras_lmiqa.errors import ConfigError
+    from keras_lmiqa.ui.report import write_report
+
+    try:
+        written = write_report(rows, path, source=getattr(args, "source", "lmiqa score"),
+                               mos_label=getattr(args, "mos_label", "MOS"))
+    except OSError as error:
+        raise ConfigError(f"--html {path}: cannot write: {error.strerror or error}") from None
+    print(f"lmiqa score: wrote {args.html}: {written['photos']} photos, {written['errors']} errors, "
+          f"{written['bytes'] / 2 ** 20:.1f} MiB in {written['seconds']:.2f} s", file=sys.stderr)
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -144,10 +175,11 @@ def _check_arguments(args) -> dict:
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     if args.version is not None and args.version < 1:
         raise ConfigError(f"--version must be >= 1, got {args.version}")
-    outputs = {flag: artifacts.writable_file(path, flag) for flag, path in (("--csv", args.csv), ("--json", args.json))
-               if path}
+    given = (("--csv", args.csv), ("--json", args.json), ("--html", args.html))
+    outputs = {flag: artifacts.writable_file(path, flag) for flag, path in given if path}
     if len(set(outputs.values())) < len(outputs):
-        raise ConfigError(f"--csv {args.csv} and --json {args.json} are the same file; give two paths")
+        same = [f"{flag} {path}" for flag, path in given if path and list(outputs.values()).count(outputs[flag]) > 1]
+        raise ConfigError(f"{' and '.join(same)} are the same file; give different paths")
     return outputs
 
 
@@ -206,6 +238,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help=f"images per request/call (default {SCORING_BATCH_SIZE})")
     parser.add_argument("--csv", metavar="FILE", help="write path,score,mos,error rows to FILE")
     parser.add_argument("--json", metavar="FILE", help="write a JSON list of {path, score, mos, error} to FILE")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write a page of the photos, worst first, with their crop windows, to FILE")
     parser.add_argument("--max-image-mb", type=float, default=64.0, metavar="MB",
                         help="image files above this size are refused before reading (default 64)")
     parser.add_argument("--skip-errors", action="store_true",

@@ -1,6 +1,7 @@
 """`lmiqa serve`: the development server (TF Serving's gRPC + REST APIs) over an export.
 
     lmiqa serve --export-dir EXPORTS/lmiqa [--port 8500] [--rest-port 8501] [--host 127.0.0.1]
+    lmiqa serve --export-dir EXPORTS/lmiqa --rest-port 8501 --ui   # + a photo page at http://127.0.0.1:8501/
 
 For development and tests only; production runs TF Serving (serving/README.md). Prints
 `serving lmiqa versions [..] on HOST:PORT` once ready; SIGINT/SIGTERM stop it cleanly.
@@ -29,6 +30,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     """ConfigError (one line, exit 2) for a flag out of range, before anything starts."""
     from keras_lmiqa.errors import ConfigError
 
+    if args.ui and args.rest_port is None:
+        raise ConfigError("--ui needs --rest-port: the page is served on the REST port")
     if not (math.isfinite(args.max_request_mb) and 0 < args.max_request_mb <= MAX_REQUEST_MB):
         raise ConfigError(f"--max-request-mb must be in (0, {MAX_REQUEST_MB}] (gRPC's message size limit), "
                           f"got {args.max_request_mb:g}")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                          model_name=args.model_name, poll_seconds=args.poll_seconds,
                          max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * 2 ** 20),
                          max_request_pixels=args.max_request_pixels,
-                         max_concurrent_requests=args.max_concurrent_requests, read_timeout=args.read_timeout)
+                         max_concurrent_requests=args.max_concurrent_requests, read_timeout=args.read_timeout,
+                         ui=args.ui)
     serve_until_signalled(server, ready=lambda line: print(line, flush=True, file=sys.stdout))
     return 0
 
@@ -76,5 +80,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                              f"{DEFAULT_MAX_CONCURRENT_REQUESTS})")
     parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
                         help=f"seconds a REST client may take to send its request (default {DEFAULT_READ_TIMEOUT:g})")
+    parser.add_argument("--ui", action="store_true",
+                        help="serve a page at / of the REST port where photos dropped in a browser are scored "
+                             "(same-origin, under the request limits); off by default")
     parser.set_defaults(func=run)
     return parser

@@ -43,7 +43,7 @@ os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 import grpc  # noqa: E402
 
 from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME  # noqa: E402
-from keras_lmiqa.errors import ModelError, ServingError  # noqa: E402
+from keras_lmiqa.errors import ConfigError, ModelError, ServingError  # noqa: E402
 from keras_lmiqa.serving.grpc_service import add_services  # noqa: E402
 from keras_lmiqa.serving.limits import (  # noqa: E402
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -83,6 +83,8 @@ class LocalServer:
         read_timeout: REST: seconds for a request's headers, then its body. Defaults to 30.
         retry_seconds: first wait before retrying a failed version load (doubling up to 60 s).
             Defaults to 1.
+        ui: also serve the photo page (`keras_lmiqa.ui.server_page`) at `/` of the REST
+            port; needs `rest_port`. Defaults to False.
     """
 
     def __init__(self, export_dir: str, port: int = 8500, rest_port: int | None = None, host: str = "127.0.0.1",
@@ -90,7 +92,10 @@ class LocalServer:
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
                  max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS, workers: int = 8,
-                 rest_workers: int = 4, read_timeout: float = DEFAULT_READ_TIMEOUT, retry_seconds: float = 1.0):
+                 rest_workers: int = 4, read_timeout: float = DEFAULT_READ_TIMEOUT, retry_seconds: float = 1.0,
+                 ui: bool = False):
+        if ui and rest_port is None:
+            raise ConfigError("ui needs rest_port: the page is served on the REST port")
         check_server_settings(port=port, rest_port=rest_port, max_batch_size=max_batch_size,
                               max_request_bytes=max_request_bytes, max_request_pixels=max_request_pixels,
                               max_concurrent_requests=max_concurrent_requests, workers=workers,
@@ -106,6 +111,8 @@ class LocalServer:
         self.requested_port = int(port)
         self.requested_rest_port = rest_port
         self.max_request_bytes = int(max_request_bytes)
+        self.max_batch_size = int(max_batch_size)
+        self.ui = bool(ui)
         self.workers = int(workers)
         self.port: int | None = None
         self.rest_port: int | None = None
@@ -141,10 +148,15 @@ class LocalServer:
         if not self.port:
             raise ServingError(f"cannot bind gRPC to {_address(self.host, self.requested_port)}")
         if self.requested_rest_port is not None:
+            pages = None
+            if self.ui:
+                from keras_lmiqa.ui.server_page import routes
+
+                pages = routes(self.model_name, self.max_batch_size, self.max_request_bytes)
             try:
                 self._rest = RestServer(self.host, int(self.requested_rest_port), self.predictor,
                                         self.max_request_bytes, workers=self.rest_workers,
-                                        read_timeout=self.read_timeout)
+                                        read_timeout=self.read_timeout, pages=pages)
             except OSError as error:
                 raise ServingError(f"cannot bind REST to {_address(self.host, self.requested_rest_port)}: "
                                    f"{error.strerror or error}") from None
@@ -160,6 +172,8 @@ class LocalServer:
         text = _address(self.host, self.port)
         if self.rest_port is not None:
             text += f" and REST on http://{_address(self.host, self.rest_port)}"
+            if self.ui:
+                text += f" (photo page: http://{_address(self.host, self.rest_port)}/)"
         return text
 
     def stop(self, grace: float = 1.0) -> None:

@@ -19,7 +19,12 @@ Limits, each answered with one JSON error line:
   are refused (411) and the connection closed, so their bytes are never read as another
   request;
 - `max_buffered_bytes` of request bodies held at once, received or waiting for a worker
-  (503, which clients retry).
+  (503, which clients retry);
+- a POST a browser sends from a page of another origin (its `Origin` header names
+  another host than `Host`) is refused (403): only the server's own page may call it.
+
+`pages` ({path: (body, headers)}, e.g. `keras_lmiqa.ui.server_page.routes`) are answered
+to GET with their bytes; off unless given.
 """
 
 from __future__ import annotations
@@ -117,6 +122,24 @@ def _jsonable(value):
     return np.asarray(value).tolist()
 
 
+class _Page:
+    """A static answer (a page of `RestServer.pages`): its bytes and headers."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]):
+        self.body, self.headers = body, headers
+
+
+def _cross_origin(headers: dict[str, str]) -> str | None:
+    """The Origin of a browser request from another site (None when same-origin or not a browser)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    host = headers.get("host", "")
+    if origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower()):
+        return None
+    return origin
+
+
 class _HttpError(Exception):
     """A request refused before it reaches the API: its status, message, and that the
     connection must close (its remaining bytes are not a request)."""
@@ -160,12 +183,14 @@ class RestServer:
         read_timeout: seconds a request's headers, then its body, may take to arrive. Defaults to 30.
         max_connections: connections open at once. Defaults to 1024.
         max_buffered_bytes: request body bytes held at once. Defaults to 4 x max_request_bytes.
+        pages: {path: (body, headers)} answered to GET (a UI); None serves the API only.
     """
 
     def __init__(self, host: str, port: int, predictor: Predictor, max_request_bytes: int, workers: int = 4,
                  read_timeout: float = DEFAULT_READ_TIMEOUT, max_connections: int = 1024,
-                 max_buffered_bytes: int | None = None):
+                 max_buffered_bytes: int | None = None, pages: dict[str, tuple[bytes, dict]] | None = None):
         self.predictor = predictor
+        self.pages = {path: _Page(body, headers) for path, (body, headers) in (pages or {}).items()}
         self.max_request_bytes = int(max_request_bytes)
         self.read_timeout = float(read_timeout)
         self.max_connections = int(max_connections)
@@ -252,6 +277,8 @@ class RestServer:
         try:
             method, target, version, headers = _parse_head(head)
             length = self._content_length(headers)
+            if method == "POST" and (origin := _cross_origin(headers)) is not None:
+                raise _HttpError(403, f"cross-origin request refused: Origin {origin[:100]!r} is not this server")
             if length > self.max_request_bytes:  # answered at once; `_refuse` drains what still comes
                 raise _HttpError(413, f"request body of {length} bytes is above the limit of "
                                       f"{self.max_request_bytes} bytes")
@@ -334,20 +361,26 @@ class RestServer:
                 writer.write_eof()
             await self._discard(reader, 1 << 40, LINGER_SECONDS)
 
-    async def _send(self, writer, status: int, payload: dict, close: bool) -> None:
-        body = json.dumps(payload).encode("utf-8")
+    async def _send(self, writer, status: int, payload: dict | _Page, close: bool) -> None:
+        if isinstance(payload, _Page):
+            body, headers = payload.body, payload.headers
+        else:
+            body, headers = json.dumps(payload).encode("utf-8"), {"Content-Type": "application/json"}
         try:
             phrase = http.HTTPStatus(status).phrase
         except ValueError:
             phrase = "Error"
-        head = (f"HTTP/1.1 {status} {phrase}\r\nServer: lmiqa-dev-server\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
+        head = (f"HTTP/1.1 {status} {phrase}\r\nServer: lmiqa-dev-server\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                + f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
         writer.write(head.encode("latin-1") + body)
         await asyncio.wait_for(writer.drain(), self.read_timeout)  # a client that never reads is dropped
 
     # ------------------------------------------------------------------ the API (worker threads)
-    def _handle(self, method: str, target: str, body) -> tuple[int, dict]:
+    def _handle(self, method: str, target: str, body) -> tuple[int, dict | _Page]:
         try:
+            if method == "GET" and (page := self.pages.get(target.split("?", 1)[0])) is not None:
+                return 200, page
             if method == "GET":
                 return 200, self._get(target)
             if method == "POST":
