@@ -96,8 +96,9 @@ class ImageQualityModelHandler(ModelHandler[tuple[str, bytes], PredictionResult,
         pretrained: a shipped model's name (`lmiqa models`), instead of `model`.
         min_batch_size, max_batch_size: Beam's batching of examples per call.
         large_model: Beam's option to load one copy per machine shared by all its
-            processes (`share_model_across_processes`); by default each process loads
-            its own and shares it across its threads, the fastest for CPU scoring.
+            processes (`share_model_across_processes`). By default each process loads
+            its own and shares it across its threads: a shared copy would run every
+            process's batches in the one process that holds it.
     """
 
     def __init__(self, model: str | None = None, pretrained: str | None = None, min_batch_size: int = 1,

@@ -98,7 +98,9 @@ def _counters(result) -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
     found = result.metrics().query(MetricsFilter().with_namespace("lmiqa"))["counters"]
-    return {counter.key.metric.name: counter.committed for counter in found}
+    # RunInference adds its own (num_inferences, ...) in the handler's namespace
+    return {counter.key.metric.name: counter.committed for counter in found
+            if counter.key.metric.name in ("scored", "failed", "bytes_read")}
 
 
 def _read_jsonl(prefix: str) -> list[dict]:

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = pipeline_options(args.runner, args.beam_args, args.verbose)
         pipeline = beam.Pipeline(options=options)
-    except ValueError as error:  # an unknown runner or option
+    except (ValueError, ImportError) as error:  # an unknown runner or option, a runner's missing extra
         raise ConfigError(f"--runner {args.runner}: {str(error).splitlines()[0]}") from None
     scored = (pipeline
               | "Patterns" >> beam.Create(patterns)
