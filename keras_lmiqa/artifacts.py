@@ -185,8 +185,14 @@ def _problem(path: str, status: os.stat_result, max_bytes: int, what: str) -> st
     if not stat.S_ISREG(status.st_mode):
         return f"cannot read {what} {path}: {_kind(status.st_mode)}, not a regular file; not read"
     if status.st_size > max_bytes:
-        return f"cannot read {what} {path}: {status.st_size} bytes, above the {max_bytes}-byte limit; not read"
+        return oversize_problem(path, status.st_size, max_bytes, what)
     return None
+
+
+def oversize_problem(path: str, size: int, max_bytes: int, what: str = "file") -> str:
+    """The message for a file of `size` bytes above `max_bytes`, refused unread (also for
+    files listed by another file system, e.g. Beam's)."""
+    return f"cannot read {what} {path}: {size} bytes, above the {max_bytes}-byte limit; not read"
 
 
 def _kind(mode: int) -> str:

@@ -29,6 +29,7 @@ MAX_MESSAGE_BYTES = 32 * 2 ** 20
 # Images per model call when scoring files: the scorer and the evaluation (validation,
 # test, `lmiqa eval`) use the same, so a file's score does not depend on the route.
 SCORING_BATCH_SIZE = 32
+DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
 
 
 def version_dirs(export_dir: str) -> dict[int, str]:

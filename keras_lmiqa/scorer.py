@@ -22,12 +22,11 @@ import tensorflow as tf
 
 from keras_lmiqa import artifacts
 from keras_lmiqa import export as export_lib
-from keras_lmiqa.constants import SCORING_BATCH_SIZE, version_dirs
+from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, SCORING_BATCH_SIZE, version_dirs
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.image_io import error_reason, gif_pixels
 
 DEFAULT_BATCH_SIZE = SCORING_BATCH_SIZE  # as `evaluation.predict_quality`, so file scores match it exactly
-DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
 
 
 class Scorer:
@@ -88,11 +87,16 @@ class Scorer:
             "crop_saliency": out["crop_saliency"][0],
         }
 
-    def run(self, images) -> dict:
-        """All outputs (`export.OUTPUT_KEYS`) for a list of paths, bytes or uint8 HxWx3 arrays."""
+    def run(self, images, labels=None) -> dict:
+        """All outputs (`export.OUTPUT_KEYS`) for a list of paths, bytes or uint8 HxWx3 arrays.
+        `labels` (one per image) name the images in errors; default the path, or images[i]."""
         if isinstance(images, (str, bytes, os.PathLike, np.ndarray)):
             raise ImageError("images must be a list of paths, bytes or arrays (wrap a single image in a list)")
         items = [_normalise(item, index, self.max_file_bytes) for index, item in enumerate(images)]
+        if labels is not None:
+            if len(labels) != len(items):
+                raise ValueError(f"labels: {len(labels)} for {len(items)} images")
+            items = [(value, str(label)) for (value, _), label in zip(items, labels)]
         for contents, label in items:
             self._check_gif(contents, label)
         if not items:
@@ -111,6 +115,22 @@ class Scorer:
                 chunk = indices[start:start + self.batch_size]
                 self._call(self._score_pixels, [items[i] for i in chunk], chunk, results, encoded=False)
         return _stack(results)
+
+    def score_each(self, images, labels=None, extra_keys=()) -> list[dict]:
+        """{score, mos, error} of each image, errors as rows: the images are scored together
+        and, if one is rejected (ImageError), one at a time, so a bad image gets its own
+        message (NaN score and mos) and the others their scores. A broken model
+        (ModelError) still raises: no image would score. `extra_keys`: more outputs of
+        `run` each scored image's row keeps (e.g. its crop windows)."""
+        try:
+            out = self.run(images, labels)
+        except ImageError as error:
+            if len(images) == 1:
+                return [{"score": float("nan"), "mos": float("nan"), "error": str(error)}]
+            return [self.score_each([image], None if labels is None else [labels[index]], extra_keys)[0]
+                    for index, image in enumerate(images)]
+        return [{"score": float(out["score"][i]), "mos": float(out["mos"][i]), "error": None,
+                 **{key: out[key][i] for key in extra_keys}} for i in range(len(out["score"]))]
 
     def _call(self, fn, chunk, indices, results, encoded: bool) -> None:
         values = [value for value, _ in chunk]

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "keras_lmiqa.cli.export_cmd",
     "keras_lmiqa.cli.serve_cmd",
     "keras_lmiqa.cli.score_cmd",
+    "keras_lmiqa.cli.score_batch_cmd",
     "keras_lmiqa.cli.models_cmd",
     "keras_lmiqa.cli.eval_cmd",
     "keras_lmiqa.cli.sensitivity_cmd",

@@ -63,7 +63,6 @@ def _server_rows(args, paths: list[str]) -> list[dict]:
 
 
 def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
-    from keras_lmiqa.errors import ImageError
     from keras_lmiqa.scorer import load_scorer
 
     if args.model:
@@ -83,20 +82,13 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
     rows = []
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
-        try:
+        if args.skip_errors:
+            extra = PAGE_CROP_KEYS if args.html else ()
+            rows += [{"path": path, **row} for path, row in zip(chunk, scorer.score_each(chunk, extra_keys=extra))]
+        else:
             out = scorer.run(chunk)
             rows += [{"path": p, "score": float(out["score"][i]), "mos": float(out["mos"][i]), "error": None,
                       **_crops(out, i, args.html)} for i, p in enumerate(chunk)]
-        except ImageError:
-            if not args.skip_errors:
-                raise
-            for path in chunk:  # find the bad ones
-                try:
-                    out = scorer.run([path])
-                    rows.append({"path": path, "score": float(out["score"][0]), "mos": float(out["mos"][0]),
-                                 "error": None, **_crops(out, 0, args.html)})
-                except ImageError as error:
-                    rows.append({"path": path, "score": math.nan, "mos": math.nan, "error": str(error)})
         if progress is not None:
             progress(len(rows), len(paths))
     return rows
