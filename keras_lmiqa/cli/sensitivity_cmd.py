@@ -58,7 +58,7 @@ def _scorer(args):
 
         path = resolve_model(args.model)
         return load_scorer(path, batch_size=args.batch_size), path
-    name = args.pretrained or pretrained_models.DEFAULT_MODEL
+    name = args.pretrained or pretrained_models.default_model()
     label = pretrained_models.source_label(name)
     return pretrained_models.scorer(name, batch_size=args.batch_size), label
 

@@ -128,7 +128,7 @@ def shipped_copy(tmp_path, monkeypatch):
     root = tmp_path / "shipped"
     shutil.copytree(pretrained_models.SHIPPED_DIR, root)
     monkeypatch.setattr(pretrained_models, "SHIPPED_DIR", str(root))
-    return root / pretrained_models.DEFAULT_MODEL
+    return root / "biq2021-mobilenet-v2"
 
 
 def test_a_card_whose_settings_differ_from_the_model_is_refused(shipped_copy, capsys):
