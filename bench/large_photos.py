@@ -10,7 +10,8 @@ once). For each size, with the default shipped model loaded as `lmiqa score` loa
 (`pretrained_models.scorer`):
 
     ms/photo          one photo a call, median over the photos and rounds (target: 12 MP
-                      <= 1000 ms, 24 MP <= 1500 ms)
+                      <= 1000 ms, 24 MP <= 1500 ms); CPU ms/photo the process's CPU time
+                      for the same (an idle 2-core machine's wall time is at most this)
     photos/s          the folder at `lmiqa score`'s batch size (0.25 MP: >= 10)
     peak RSS          of a separate `lmiqa score` process on those files (<= 1.2 GB)
     decode / windows+saliency / network
@@ -36,8 +37,9 @@ BENCH = "large_photos"
 SIZES = {"0.25MP": None, "1MP": (1155, 866), "3MP": (2000, 1500), "12MP": (4032, 3024), "24MP": (6000, 4000)}
 
 
-def photo_files(root: str, count: int) -> dict[str, list[str]]:
-    """{size label: JPEG paths}: the first `count` official-test photos, upscaled and cached."""
+def photo_files(root: str, count: int, labels, upscaled: int) -> dict[str, list[str]]:
+    """{size label: JPEG paths}: the first `count` official-test photos as distributed, and the
+    first `upscaled` of them upscaled to each other size of `labels` (cached)."""
     from PIL import Image
 
     from keras_lmiqa import datasets
@@ -46,9 +48,10 @@ def photo_files(root: str, count: int) -> dict[str, list[str]]:
     originals = [r.path for r in dataset.records if r.official_split == "test"][:count]
     folder = common.scratch_dir("large_photos")
     files = {}
-    for label, size in SIZES.items():
+    for label in labels:
+        size = SIZES[label]
         files[label] = []
-        for index, path in enumerate(originals):
+        for index, path in enumerate(originals if size is None else originals[:upscaled]):
             if size is None:
                 files[label].append(path)
                 continue
@@ -77,6 +80,8 @@ def main(argv=None):
     p.add_argument("--data-root", default="/work/data/biq2021")
     p.add_argument("--photos", type=int, default=5, help="photos per size")
     p.add_argument("--folder-photos", type=int, default=48, help="0.25 MP photos in the throughput folder")
+    p.add_argument("--sizes", default=",".join(SIZES), help="photo sizes to measure")
+    p.add_argument("--rss-sizes", default=",".join(SIZES), help="sizes whose `lmiqa score` peak RSS is measured")
     args = p.parse_args(argv)
     common.quiet_tensorflow()
     if args.quick:
@@ -92,7 +97,7 @@ def main(argv=None):
     from keras_lmiqa.models import build_backbone
     from keras_lmiqa.working_size import decode_working
 
-    files = photo_files(args.data_root, max(args.photos, args.folder_photos))
+    files = photo_files(args.data_root, max(args.photos, args.folder_photos), args.sizes.split(","), args.photos)
     scorer = pretrained_models.scorer(batch_size=1)
     folder_scorer = pretrained_models.scorer(batch_size=SCORING_BATCH_SIZE)
     spec = pretrained_models.pretrained().spec
@@ -105,7 +110,8 @@ def main(argv=None):
         with open(path, "rb") as handle:
             return handle.read()
 
-    for label, paths in files.items():
+    for label in args.sizes.split(","):
+        paths = files[label]
         photos = [read(path) for path in paths[:args.photos]]
         windows = int(prepare_fn(tf.constant(photos[0])).shape[0])
         crops = tf.random.uniform([windows, spec.crop_size, spec.crop_size, 3], 0, 255)
@@ -120,13 +126,19 @@ def main(argv=None):
         folder_paths = paths[:args.folder_photos] if label == "0.25MP" else paths[:args.photos]
         folder = {"folder": lambda chosen=folder_paths: folder_scorer.score(chosen)}
         folder_times = common.interleave(folder, rounds)["folder"]
-        rss, _ = peak_rss_gb(paths[:args.photos])
+        started = time.process_time()
+        variants["score"]()
+        cpu = (time.process_time() - started) / len(photos)
         target = {"12MP": "<= 1000", "24MP": "<= 1500"}.get(label)
         report.add(f"{label} ms/photo", 1000 * total, "ms", f"one photo a call, {windows} windows", target=target)
+        report.add(f"{label} CPU ms/photo", 1000 * cpu, "ms", "CPU time (both cores) of one photo a call: "
+                   "wall time on an idle machine is at most this")
         report.add(f"{label} photos/s", len(folder_paths) / common.median(folder_times), "photos/s",
                    f"a folder of {len(folder_paths)}, batch {SCORING_BATCH_SIZE}",
                    target=">= 10" if label == "0.25MP" else None)
-        report.add(f"{label} peak RSS", rss, "GB", f"lmiqa score on {len(photos)} photos", target="<= 1.2")
+        if label in args.rss_sizes.split(","):
+            rss, _ = peak_rss_gb(paths[:args.photos])
+            report.add(f"{label} peak RSS", rss, "GB", f"lmiqa score on {len(photos)} photos", target="<= 1.2")
         report.add(f"{label} decode share", 100 * decode / total, "%", "decode_working")
         report.add(f"{label} windows+saliency share", 100 * (prepare - decode) / total, "%", "decode_one - decode")
         report.add(f"{label} network share", 100 * (total - prepare) / total, "%", "crop cutting, branch, pooling")
