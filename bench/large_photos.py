@@ -102,7 +102,7 @@ def main(argv=None):
     folder_scorer = pretrained_models.scorer(batch_size=SCORING_BATCH_SIZE)
     spec = pretrained_models.pretrained().spec
     decode_fn = tf.function(lambda c: decode_working(c, spec.max_pixels, spec.working_long_side)[0])
-    prepare_fn = tf.function(lambda c: decode_one(c, 0, spec)[1])
+    prepare_fn = tf.function(lambda c: decode_one(c, tf.constant(0), spec)[1])
     backbone = build_backbone("mobilenet_v2", spec.crop_size, "none")
     backbone_fn = tf.function(lambda crops: backbone(crops, training=False))
 
