@@ -27,7 +27,9 @@ G is the request's longest window list: an image's windows depend on its size (n
 scale tiles the image); shorter lists are padded at the end with empty windows
 [0, 0, 0, 0] of weight, score and saliency 0 (`crops.window_mask`).
 
-Decoding, the crop grid, saliency, crop cutting and the importance-weighted average run
+Decoding, the working-size downscale (`keras_lmiqa.working_size`: a photo larger than
+the model's working long side is scored downscaled to it, a large JPEG decoded at reduced
+scale), the crop grid, saliency, crop cutting and the importance-weighted average run
 in the graph as `keras_lmiqa.evaluation.predict_quality` runs them on one image: each
 image of a request is decoded, cut and scored on its own (`score_images`), its windows
 `windows_per_call` at a time, never padded to the others. Memory holds one image and
@@ -71,7 +73,8 @@ from keras_lmiqa.models.image_quality import (
     score_pixel_batch,
 )
 from keras_lmiqa.models.layers import importance_pool
-from keras_lmiqa.pipeline import decode_image, inference_elements
+from keras_lmiqa.pipeline import inference_elements
+from keras_lmiqa.working_size import decode_working, in_full_pixels, to_working_size
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +111,15 @@ def windows_per_call(spec: InferenceSpec) -> int:
 
 
 def max_windows(spec: InferenceSpec) -> int:
-    """Most inference windows the export accepts for one image.
+    """Most inference windows the export accepts for one image: `InferenceSpec.max_windows`.
 
-    An image with both sides >= crop_size S and at most max_pixels P pixels has at most
-    ceil(H/S) * ceil(W/S) <= 2 P / S^2 + 2 native windows, plus the coarser grids; only a
-    strip thinner than S (each native window then a square of its short side) has more,
-    one per short side along its length: a 1 x 50 000 000 PNG would make 5e7 windows.
+    Without a working size, an image with both sides >= crop_size S and at most
+    max_pixels P pixels has at most 2 P / S^2 + 2 native windows, plus the coarser grids;
+    only a strip thinner than S has more, one per short side along its length (a
+    1 x 50 000 000 PNG would make 5e7 windows), and it is refused. With one, every image
+    is within the bound.
     """
-    tiles = -(-spec.max_pixels // (spec.crop_size * spec.crop_size))
-    return 2 * tiles + 2 + len(spec.scales) * spec.grid_size ** 2
+    return spec.max_windows
 
 
 def _check_window_count(image, spec: InferenceSpec, name: str, index):
@@ -136,11 +139,13 @@ def _check_window_count(image, spec: InferenceSpec, name: str, index):
 
 
 def decode_one(contents, index, spec: InferenceSpec):
-    """One encoded image -> (pixels [H, W, 3] uint8, windows [G, 4], saliency [G]), checked."""
-    image = decode_image(_check_encoded(contents, index), spec.max_pixels)
+    """One encoded image -> (working pixels [h, w, 3] uint8, windows [G, 4], saliency [G],
+    full displayed size int32 [2]), checked. A JPEG above the working size is decoded at
+    reduced scale (`working_size.decode_working`)."""
+    image, full_size = decode_working(_check_encoded(contents, index), spec.max_pixels, spec.working_long_side)
     image = _check_window_count(image, spec, "images", index)
     windows, saliency = inference_elements(image, spec)
-    return image, windows, saliency
+    return image, windows, saliency, full_size
 
 
 def decode_batch(images, spec: InferenceSpec):
@@ -154,7 +159,7 @@ def decode_batch(images, spec: InferenceSpec):
     spec = as_inference_spec(spec)
 
     def one(args):
-        image, windows, saliency = decode_one(*args, spec)
+        image, windows, saliency, _ = decode_one(*args, spec)
         return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
 
     images = tf.convert_to_tensor(images, tf.string)
@@ -167,7 +172,8 @@ def decode_batch(images, spec: InferenceSpec):
 
 
 def pixels_one(image, index, spec: InferenceSpec):
-    """One decoded image [H, W, 3] uint8 of `score_pixels` -> (pixels, windows [G, 4], saliency [G]), checked."""
+    """One decoded image [H, W, 3] uint8 of `score_pixels` -> (working pixels, windows [G, 4], saliency [G],
+    its size int32 [2]), checked; an image above the working size is downscaled (`working_size`)."""
     shape = tf.shape(image, out_type=tf.int64)
     checks = [
         tf.debugging.assert_positive(shape[0] * shape[1], message="pixels is empty (zero height or width)"),
@@ -175,9 +181,10 @@ def pixels_one(image, index, spec: InferenceSpec):
                                        message="image exceeds the pixel limit (max_pixels)"),
     ]
     with tf.control_dependencies(checks):
-        image = _check_window_count(tf.identity(image), spec, "pixels", index)
+        image = to_working_size(tf.identity(image), spec.working_long_side)
+    image = _check_window_count(image, spec, "pixels", index)
     windows, saliency = inference_elements(image, spec)
-    return image, windows, saliency
+    return image, windows, saliency, tf.cast(shape[:2], tf.int32)
 
 
 def crop_outputs(model, spec: InferenceSpec, image, windows):
@@ -205,20 +212,22 @@ def score_images(model, spec: InferenceSpec, elements, prepare, name: str = "ima
     """Score each image of a request on its own; returns `OUTPUT_KEYS`.
 
     `prepare(element, index)` turns one element of `elements` (input `name`: encoded
-    bytes, or one image of a pixel batch) into (pixels [H, W, 3] uint8, windows [G, 4],
-    saliency [G]). Images are taken one at a time (`tf.map_fn`, no parallel iterations):
-    memory holds one decoded image and one chunk of its crops whatever the batch, and an
-    image's outputs are bit-identical alone or in any batch. Only the outputs are padded:
+    bytes, or one image of a pixel batch) into (working pixels [h, w, 3] uint8, windows
+    [G, 4], saliency [G], the image's full size [2]); `crop_windows` are given in the
+    full image's pixels (scaled from the working image's when it was downscaled). Images
+    are taken one at a time (`tf.map_fn`, no parallel iterations): memory holds one
+    decoded image and one chunk of its crops whatever the batch, and an image's outputs
+    are bit-identical alone or in any batch. Only the outputs are padded:
     per-window ones to the request's longest window list, with empty windows of weight,
     score and saliency 0. `spec` (the model's `InferenceSpec`) gives the windows, the
     chunk size and the score scale of `mos`.
     """
 
     def one(args):
-        image, windows, saliency = prepare(*args)
+        image, windows, saliency, full_size = prepare(*args)
         crop_scores, logits = crop_outputs(model, spec, image, windows)
         score, weights = importance_pool(crop_scores, logits)  # every window of one image holds pixels
-        return score, crop_scores, weights, windows, saliency
+        return score, crop_scores, weights, in_full_pixels(windows, tf.shape(image)[:2], full_size), saliency
 
     elements = tf.convert_to_tensor(elements)
     count = tf.shape(elements)[0]
@@ -388,7 +397,8 @@ def build_metadata(spec: InferenceSpec, info: dict) -> dict:
         "crops": {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
                   "windows": "native scale tiles the image (ceil(H/S) x ceil(W/S)), grid_size^2 per coarser "
                              "scale, duplicates removed; padded with empty windows in a batch",
-                  "window_rule": spec.window_rule,
+                  "window_rule": spec.window_rule, "working_long_side": spec.working_long_side,
+                  "max_windows": spec.max_windows,
                   "saliency_long_side": spec.saliency_long_side, "max_pixels": spec.max_pixels},
         "model": {"backbone": info.get("backbone"), "branch": spec.export_branch},
         "signatures": {"serving_default": {"inputs": {"images": "string [batch]"}},
@@ -401,7 +411,7 @@ def build_metadata(spec: InferenceSpec, info: dict) -> dict:
 
 
 # The spec fields an explicit --config must agree on with a standalone model's own.
-_SCORING_FIELDS = ("crop_size", "scales", "grid_size", "saliency_long_side", "max_pixels",
+_SCORING_FIELDS = ("crop_size", "scales", "grid_size", "saliency_long_side", "max_pixels", "working_long_side",
                    "score_low", "score_high", "higher_better")
 
 

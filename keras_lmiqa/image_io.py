@@ -14,6 +14,9 @@
 - JPEGs are decoded with libjpeg's accurate integer IDCT (`dct_method="INTEGER_ACCURATE"`,
   as Pillow decodes them), not TensorFlow's default fast IDCT.
 
+`decode_image_reduced` is the same decoder with a JPEG decoded at 1/2, 1/4 or 1/8 of its
+size by libjpeg's scaled IDCT (`keras_lmiqa.working_size` picks the ratio from the header).
+
 Only TensorFlow graph ops (no py_function): the same function runs in tf.data maps and
 inside the exported SavedModel. The header and EXIF parsers read through `_read`, which
 returns zeros past the end of the data, and bound every loop, so arbitrary bytes give a
@@ -159,13 +162,22 @@ def apply_orientation(image, orientation) -> tf.Tensor:
     return tf.cond(up_down, lambda: tf.reverse(image, [0]), lambda: image)
 
 
-def _decode_jpeg(contents):
+def _decode_jpeg(contents, ratio: int = 1):
     """A JPEG with libjpeg's accurate integer IDCT (JDCT_ISLOW, what Pillow and libjpeg's
     own tools use). TensorFlow's default is the fast IDCT (JDCT_IFAST), up to ~5 levels
     off on detailed or noisy images: a decoder artefact on exactly the cues that decide
     quality, and a mismatch with images decoded elsewhere. CMYK JPEGs are converted to
-    RGB by the same code as before (TensorFlow's jpeg decoder behind both ops)."""
-    return tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+    RGB by the same code as before (TensorFlow's jpeg decoder behind both ops). `ratio`
+    2, 4 or 8 has libjpeg output ceil(H / ratio) x ceil(W / ratio) pixels by its scaled
+    IDCT: a reduced-size decode that never holds the full-size pixels."""
+    return tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE", ratio=ratio)
+
+
+def _decode_reduced_jpeg(contents, ratio):
+    """`_decode_jpeg` at `ratio` (int32 scalar tensor: 1, 2, 4 or 8); its attribute is static, so one branch each."""
+    branches = {index: (lambda r=r: _decode_jpeg(contents, r)) for index, r in enumerate((1, 2, 4, 8))}
+    index = tf.cast(tf.math.round(tf.math.log(tf.cast(ratio, tf.float32)) / tf.math.log(2.0)), tf.int32)
+    return tf.switch_case(tf.clip_by_value(index, 0, 3), branches)
 
 
 def _decode_other(contents):
@@ -183,6 +195,20 @@ def decode_image(contents, max_pixels: int) -> tf.Tensor:
     Fails (InvalidArgumentError) with "image is empty", "not a JPEG, PNG, GIF or BMP
     image", "image exceeds the pixel limit ..." or the decoder's own message.
     """
+    return _decode(contents, max_pixels, None)[0]
+
+
+def decode_image_reduced(contents, max_pixels: int, jpeg_ratio) -> tuple[tf.Tensor, tf.Tensor]:
+    """`decode_image`, a JPEG decoded at `jpeg_ratio(height, width)` (int32 1, 2, 4 or 8
+    of its header size) -> (pixels [h, w, 3] uint8, full displayed size int32 [2]).
+
+    The pixel limit applies to the declared (full) size, as in `decode_image`. The full
+    size is the JPEG header's (swapped by an EXIF orientation 5-8), else the pixels'.
+    """
+    return _decode(contents, max_pixels, jpeg_ratio)
+
+
+def _decode(contents, max_pixels: int, jpeg_ratio):
     contents = tf.convert_to_tensor(contents, tf.string)
     fmt = image_format(contents)
     empty = tf.debugging.Assert(tf.strings.length(contents) > 0, ["image is empty (0 bytes)"])
@@ -195,16 +221,24 @@ def decode_image(contents, max_pixels: int) -> tf.Tensor:
     refuse_early = tf.debugging.Assert(declared <= limit, [tf.strings.format(
         "image exceeds the pixel limit: its header declares {}x{} pixels, above max_pixels={}",
         (dims[1], dims[0], tf.constant(max_pixels, tf.int64)))])
+    ratio = tf.constant(1, tf.int32)
     with tf.control_dependencies([refuse_early]):
-        image = tf.cond(fmt == JPEG, lambda: _decode_jpeg(contents), lambda: _decode_other(contents))
+        if jpeg_ratio is None:
+            image = tf.cond(fmt == JPEG, lambda: _decode_jpeg(contents), lambda: _decode_other(contents))
+        else:
+            ratio = tf.where(fmt == JPEG, tf.cast(jpeg_ratio(dims[0], dims[1]), tf.int32), 1)
+            image = tf.cond(fmt == JPEG, lambda: _decode_reduced_jpeg(contents, ratio),
+                            lambda: _decode_other(contents))
     image = tf.ensure_shape(image, [None, None, 3])
     orientation = tf.cond(fmt == JPEG, lambda: exif_orientation(contents), lambda: tf.constant(1, tf.int32))
     image = apply_orientation(image, orientation)
     shape = tf.shape(image, out_type=tf.int64)
     backstop = tf.debugging.assert_less_equal(  # a header that understated the size
         shape[0] * shape[1], tf.constant(max_pixels, tf.int64), message="image exceeds the pixel limit (max_pixels)")
+    oriented = tf.where(orientation >= 5, tf.reverse(dims, [0]), dims)
+    full_size = tf.cast(tf.where(ratio > 1, oriented, shape[:2]), tf.int32)
     with tf.control_dependencies([backstop]):
-        return tf.identity(image)
+        return tf.identity(image), full_size
 
 
 MAX_GIF_BLOCKS = 65536  # frames and extensions `gif_pixels` walks
@@ -257,5 +291,5 @@ def error_reason(message: str) -> str:
     return message.strip()
 
 
-__all__ = ["FORMAT_NAMES", "apply_orientation", "decode_image", "error_reason", "exif_orientation", "gif_pixels",
-           "header_size", "image_format"]
+__all__ = ["FORMAT_NAMES", "apply_orientation", "decode_image", "decode_image_reduced", "error_reason",
+           "exif_orientation", "gif_pixels", "header_size", "image_format"]

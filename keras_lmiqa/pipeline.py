@@ -29,7 +29,7 @@ import os
 import tensorflow as tf
 
 from keras_lmiqa import crops as crop_ops
-from keras_lmiqa import image_io, synthetic
+from keras_lmiqa import image_io, synthetic, working_size
 from keras_lmiqa import saliency as saliency_ops
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ImageError
@@ -177,7 +177,9 @@ class TrainPipeline:
         return {"contents": tf.io.read_file(path), "quality": quality, "image_id": image_id}
 
     def _decode(self, element):
-        image = decode_image(element["contents"], self.config.max_pixels)
+        # Above the working size a photo is trained on at the scale it is scored at.
+        image, _ = working_size.decode_working(element["contents"], self.config.max_pixels,
+                                               self.config.working_long_side)
         small = saliency_ops.spectral_residual_small(image, self.config.saliency_long_side)
         return {"image": image, "saliency_map": small, "quality": element["quality"], "image_id": element["image_id"]}
 
@@ -385,9 +387,9 @@ class TrainPipeline:
 
 
 def inference_elements(image, spec: InferenceSpec):
-    """Inference windows [G, 4] and their saliency [G] for one decoded image, by the model's
-    `InferenceSpec` (shared with the standalone model and the export). G depends on the
-    image size (`crops.grid_windows`)."""
+    """Inference windows [G, 4] and their saliency [G] for one image at its working size
+    (`working_size.to_working_size`), by the model's `InferenceSpec` (shared with the
+    standalone model and the export). G depends on the image size (`crops.grid_windows`)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     windows = crop_ops.grid_windows(height, width, spec.crop_size, spec.scales, spec.grid_size)
     small = saliency_ops.spectral_residual_small(image, spec.saliency_long_side)
@@ -406,7 +408,7 @@ def inference_dataset(paths, spec: InferenceSpec | TrainConfig, batch_size: int 
     spec = as_inference_spec(spec)
 
     def prepare(path):
-        image = decode_image(tf.io.read_file(path), spec.max_pixels)
+        image, _ = working_size.decode_working(tf.io.read_file(path), spec.max_pixels, spec.working_long_side)
         windows, saliency = inference_elements(image, spec)
         return {"image": image, "windows": windows, "saliency": saliency}
 

@@ -18,7 +18,9 @@ the shipped scores are from the float32 model's on the images it is given (the c
 that figure). Reading a card checks its `inference` against the spec in model.json (within
 `InferenceSpec`'s bounds); loading checks both files' sha256 against the card and that the
 model scores a reference image as the card says, so a damaged, edited or replaced file fails
-by name instead of scoring wrongly. `python -m keras_lmiqa.pretrained_models pack ...` writes a new folder.
+by name instead of scoring wrongly. `python -m keras_lmiqa.pretrained_models pack ...` writes a
+new folder; `... working-size --name NAME --long-side L` sets a shipped model's working size
+(model.json and the card's checksums and reference scores; the weights are untouched).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def read_card(folder: str) -> dict:
 def card_inference(spec) -> dict:
     """The card's `inference` section: what it shows of the model's `InferenceSpec`."""
     return {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
+            "working_long_side": spec.working_long_side, "max_windows": spec.max_windows,
             "window_rule": spec.window_rule, "branch": spec.export_branch}
 
 
@@ -303,20 +306,11 @@ def pack_model(model, folder: str, card: dict, check_images: list | None = None,
     difference from float32 (`float16.max_abs_mos_difference`) and its own metrics on
     them (`shipped_metrics`).
     """
-    import keras
-
     os.makedirs(folder, exist_ok=True)
-    config = json.dumps(keras.saving.serialize_keras_object(model), sort_keys=True).encode()
     weights = pack_weights(model)
-    for file_name, content in ((MODEL_FILE, config), (WEIGHTS_FILE, weights)):
-        with artifacts.atomic_path(os.path.join(folder, file_name)) as temporary, open(temporary, "wb") as handle:
-            handle.write(content)
-    card = {**card, "format": CARD_FORMAT, "inference": card_inference(model.spec),
-            "files": {MODEL_FILE: hashlib.sha256(config).hexdigest(),
-                      WEIGHTS_FILE: hashlib.sha256(weights).hexdigest()}}
-    artifacts.write_json(os.path.join(folder, CARD_FILE), card)
-    shipped = load_folder(folder, check_scores=False)  # the scores are measured here
-    card["reference_scores"] = reference_scores(shipped)
+    _write_file(folder, WEIGHTS_FILE, weights)
+    card = {**card, "format": CARD_FORMAT, "files": {WEIGHTS_FILE: hashlib.sha256(weights).hexdigest()}}
+    card, shipped = _write_model(model, folder, card)
     if check_images:
         from keras_lmiqa import metrics
 
@@ -326,6 +320,54 @@ def pack_model(model, folder: str, card: dict, check_images: list | None = None,
         card["shipped_metrics"] = metrics.evaluate(half, true_mos)
     artifacts.write_json(os.path.join(folder, CARD_FILE), card)
     return card
+
+
+def _write_file(folder: str, file_name: str, content: bytes) -> None:
+    with artifacts.atomic_path(os.path.join(folder, file_name)) as temporary, open(temporary, "wb") as handle:
+        handle.write(content)
+
+
+def _write_model(model, folder: str, card: dict):
+    """Write `model`'s config (model.json) and the card (its inference settings, the files'
+    sha256, the reference scores of the model as loaded back); returns (card, that model)."""
+    import keras
+
+    config = json.dumps(keras.saving.serialize_keras_object(model), sort_keys=True).encode()
+    _write_file(folder, MODEL_FILE, config)
+    card = {**card, "inference": card_inference(model.spec),
+            "files": {**card.get("files", {}), MODEL_FILE: hashlib.sha256(config).hexdigest()}}
+    artifacts.write_json(os.path.join(folder, CARD_FILE), card)
+    shipped = load_folder(folder, check_scores=False)  # the scores are measured here
+    card["reference_scores"] = reference_scores(shipped)
+    artifacts.write_json(os.path.join(folder, CARD_FILE), card)
+    return card, shipped
+
+
+def set_working_size(folder: str, working_long_side: int) -> dict:
+    """Give the shipped model in `folder` a working long side (`InferenceSpec.working_long_side`,
+    0: native pixels); returns the card.
+
+    Rewrites model.json and the card (inference settings, sha256, reference scores),
+    and MODEL_CARD.md when the card has shipped metrics; the weights are left as they
+    are. The card's metrics are not remeasured: check them when the working size is
+    below the training photos' size (rerun `pack` with --check-csv).
+    """
+    import dataclasses
+
+    from keras_lmiqa.models.image_quality import image_quality_model
+
+    model = load_folder(folder)
+    spec = dataclasses.replace(model.spec, working_long_side=int(working_long_side), window_rule="")
+    card, _ = _write_model(image_quality_model(model.branch, spec, model.info), folder, read_card(folder))
+    if "shipped_metrics" in card:
+        _write_card_text(folder, card)
+    return card
+
+
+def _write_card_text(folder: str, card: dict) -> None:
+    with artifacts.atomic_path(os.path.join(folder, CARD_TEXT_FILE)) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(render_card(card))
 
 
 def render_card(card: dict) -> str:
@@ -347,6 +389,9 @@ def render_card(card: dict) -> str:
         f"- Preset `{training['preset']}`; crops {inference['crop_size']} px at scales "
         f"{', '.join(f'{r:g}' for r in inference['scales'])}; exported branch: {inference['branch']} "
         f"(picked on the validation part, SRCC {run_val['srcc']:.3f}).",
+        *([f"- Photo size: a photo whose long side exceeds {inference['working_long_side']} px is scored "
+           f"downscaled to it (antialiased; a large JPEG is decoded at 1/2-1/8 scale first), at most "
+           f"{inference['max_windows']} windows a photo."] if inference.get("working_long_side") else []),
         f"- Command (code at commit `{training.get('commit') or card['run']['config'].get('commit')}`):", "",
         "```bash", training["command"], "```", "",
         f"## Metrics: {training['dataset']} official test split ({test['n']} images, measured once)", "",
@@ -411,14 +456,28 @@ def _pack_command(argv: list[str]) -> int:
                 predicted.append(float(row["predicted_mos"]))
     card = pack_model(model, os.path.join(args.output_dir, args.name), card, paths, predicted, mos)
     if paths:  # the card's text quotes the shipped metrics
-        with artifacts.atomic_path(os.path.join(args.output_dir, args.name, CARD_TEXT_FILE)) as temporary:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(render_card(card))
+        _write_card_text(os.path.join(args.output_dir, args.name), card)
     print(json.dumps({key: card.get(key) for key in ("name", "files", "float16", "shipped_metrics")}, indent=2))
     return 0
 
 
+def _working_size_command(argv: list[str]) -> int:
+    """`python -m keras_lmiqa.pretrained_models working-size`: set a shipped model's working long side."""
+    parser = argparse.ArgumentParser(prog="python -m keras_lmiqa.pretrained_models working-size",
+                                     description=set_working_size.__doc__.split("\n")[0])
+    parser.add_argument("--name", required=True, help="the shipped model's name (its folder)")
+    parser.add_argument("--long-side", type=int, required=True, help="working long side in pixels (0: native)")
+    parser.add_argument("--output-dir", default=SHIPPED_DIR, help=f"where model folders are (default {SHIPPED_DIR})")
+    args = parser.parse_args(argv)
+    card = set_working_size(os.path.join(args.output_dir, args.name), args.long_side)
+    print(json.dumps({key: card.get(key) for key in ("name", "files", "inference", "reference_scores")}, indent=2))
+    return 0
+
+
+_COMMANDS = {"pack": _pack_command, "working-size": _working_size_command}
+
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["pack"]:
-        sys.exit("usage: python -m keras_lmiqa.pretrained_models pack --run-dir RUN --name NAME --card CARD.json")
-    sys.exit(_pack_command(sys.argv[2:]))
+    if sys.argv[1:2] and sys.argv[1] in _COMMANDS:
+        sys.exit(_COMMANDS[sys.argv[1]](sys.argv[2:]))
+    sys.exit("usage: python -m keras_lmiqa.pretrained_models pack --run-dir RUN --name NAME --card CARD.json\n"
+             "       python -m keras_lmiqa.pretrained_models working-size --name NAME --long-side PIXELS")

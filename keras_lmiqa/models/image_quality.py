@@ -84,9 +84,10 @@ class ImageQualityPreprocessor(keras.layers.Layer):
     Args:
         spec: the `InferenceSpec` (or its `to_dict()`), saved in `get_config`.
 
-    `call(image)` takes one uint8 [H, W, 3] image and returns {"windows": [G, 4],
-    "saliency": [G]} (`pipeline.inference_elements`); the crops are cut from the image a
-    chunk at a time by the task model, so memory holds one chunk whatever the image size.
+    `call(image)` takes one uint8 [H, W, 3] image and returns {"image": it at the working
+    size (`working_size.to_working_size`), "windows": [G, 4] and "saliency": [G] on that
+    image} (`pipeline.inference_elements`); the crops are cut from the image a chunk at a
+    time by the task model, so memory holds one chunk whatever the image size.
     """
 
     def __init__(self, spec, **kwargs):
@@ -100,9 +101,11 @@ class ImageQualityPreprocessor(keras.layers.Layer):
 
     def call(self, image):
         from keras_lmiqa.pipeline import inference_elements
+        from keras_lmiqa.working_size import to_working_size
 
+        image = to_working_size(image, self._spec.working_long_side)
         windows, saliency = inference_elements(image, self._spec)
-        return {"windows": windows, "saliency": saliency}
+        return {"image": image, "windows": windows, "saliency": saliency}
 
     def get_config(self):
         return {**super().get_config(), "spec": self._spec.to_dict()}
