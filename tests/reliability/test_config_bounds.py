@@ -41,7 +41,7 @@ def test_a_yaml_anchor_bomb_is_refused_at_once(levels, tmp_path, capsys):
     started = time.monotonic()
     with pytest.raises(ConfigError, match="expands to more than"):
         config_lib.load_file(str(path))
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # a loaded 2-core machine; expanding the 10-level bomb takes hours
 
 
 def test_a_set_value_is_bounded_like_a_file(capsys):

@@ -24,7 +24,7 @@ def test_score_through_a_pipe_writes_only_the_table_and_no_tensorflow_lines(untr
     (folder / "cut.jpg").write_bytes(good[: len(good) // 2])  # decoded by libjpeg up to its end
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # as a user runs it
     done = subprocess.run([sys.executable, "-m", "keras_lmiqa.cli", "score", "--model", untrained_model,
-                           str(folder), "--skip-errors"], cwd=ROOT, env=env, capture_output=True, timeout=600)
+                           str(folder), "--skip-errors"], cwd=ROOT, env=env, capture_output=True, timeout=1200)
     out, err = done.stdout.decode(), done.stderr.decode()
     assert done.returncode in (0, 1), err
     assert "\x1b" not in out and "\r" not in out
