@@ -231,27 +231,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the full method's speed here (8.5 against 17 images/s, measured).
         "clip_mode": "global",
     },
-    # One model for any photo: `cpu-photos` plus synthetic ranking groups (docs/method.md,
-    # "Synthetic ranking"): each batch of 16 photos also holds 4 more photos with 2
-    # distorted copies each (28 images a step), every family of SYNTHETIC_FAMILIES.
-    "cpu-general": {
-        "backbone": "mobilenet_v2",
-        "crop_size": 128,
-        "num_crops": 4,
-        "num_positives": 1,
-        "epochs": 2,
-        "batch_size": 16,
-        "lr": 3e-4,
-        "warmup_epochs": 0.2,
-        "val_fraction": 0.05,
-        "lambda_rank": 0.1,
-        "clip_mode": "global",
-        "synthetic_groups": 4,
-        "synthetic_copies": 2,
-        "lambda_synthetic": 0.25,
-        "working_long_side": 512,
-    },
 }
+# One model for any photo: `cpu-photos` plus synthetic ranking groups (docs/method.md,
+# "Synthetic ranking"): each batch of 16 photos also holds 4 more photos with 2 distorted
+# copies each (28 images a step), every family of SYNTHETIC_FAMILIES.
+PRESETS["cpu-general"] = {**PRESETS["cpu-photos"], "synthetic_groups": 4, "synthetic_copies": 2,
+                          "lambda_synthetic": 0.25}
 
 
 # Config files and `--set` / `--dataset-option` values are bounded before anything reads

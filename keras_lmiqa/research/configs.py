@@ -30,6 +30,11 @@ HEADERS = {
                    "--weights PATH where it cannot download), 128 px crops, K=4, P=1, 2 epochs of 16.\n"
                    "  lmiqa ablate --config configs/cpu-photos.yaml --dataset biq2021 --data-root DIR "
                    "--variants regression --repeats 3 --output-dir runs/biq2021-ablation"),
+    "cpu-general": ("Reproduces the README's general-purpose model (BIQ2021 MOS plus synthetic ranking) on\n"
+                    "a 2-core CPU: the `cpu-photos` recipe plus 4 synthetic groups a batch, each a training\n"
+                    "photo and 2 copies distorted in graph by one family at two levels (docs/method.md).\n"
+                    "  python train.py --config configs/cpu-general.yaml --dataset biq2021 --data-root DIR "
+                    "--seed 0 --split-seed 0 --output-dir runs/general/split-0"),
 }
 
 # Per-dataset settings of the paper protocol. Not tuned here (no GPU): the rule is a

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lmiqa import export
+from keras_lmiqa import export, image_io
 from keras_lmiqa.constants import version_dirs
 from keras_lmiqa.errors import ConfigError, ModelError
 from keras_lmiqa.evaluation import predict_quality
@@ -61,7 +61,7 @@ def test_mos_is_the_dataset_scale_mapping(served, reference, exported):
 def test_score_pixels_matches_serving_default(loaded, image_files, toy_dataset):
     pixels_fn = loaded.signatures["score_pixels"]
     for path in image_files[:4]:  # one at a time: each image's own size
-        pixels = export.decode_image(_read(path), 10**8)  # as the export decodes (JPEGs: accurate IDCT)
+        pixels = image_io.decode_image(_read(path), 10**8)  # as the export decodes (JPEGs: accurate IDCT)
         alone = loaded.signatures["serving_default"](images=tf.constant([_read(path)]))
         by_pixels = pixels_fn(pixels=pixels[tf.newaxis])
         np.testing.assert_allclose(by_pixels["score"].numpy(), alone["score"].numpy(), atol=TOLERANCE)

@@ -177,5 +177,5 @@ def test_spec_refuses_a_changed_or_incomplete_record(model):
         InferenceSpec.from_dict({**saved, "window_rule": "other"})
     with pytest.raises(ModelError, match="lacks field.* grid_size"):
         InferenceSpec.from_dict({k: v for k, v in saved.items() if k != "grid_size"})
-    with pytest.raises(ModelError, match="crop_size must be an integer >= 1, got 0"):
+    with pytest.raises(ModelError, match=r"crop_size must be an integer in \[16, 1024\], got 0"):
         InferenceSpec.from_dict({**saved, "crop_size": 0})

@@ -16,7 +16,8 @@ SIZES = {"kadid10k": 10_125, "tid2013": 3_000, "live": 779, "csiq": 866, "livec"
 
 def test_every_config_loads_and_says_what_it_reproduces():
     names = sorted(os.listdir(CONFIGS))
-    assert names == sorted([f"{name}.yaml" for name in BENCHMARKS] + ["cpu-demo.yaml", "cpu-photos.yaml"])
+    cpu = ["cpu-demo.yaml", "cpu-photos.yaml", "cpu-general.yaml"]
+    assert names == sorted([f"{name}.yaml" for name in BENCHMARKS] + cpu)
     for name in names:
         path = os.path.join(CONFIGS, name)
         from_dict(load_file(path))
@@ -57,7 +58,7 @@ def test_print_config_shows_the_pretrained_paper_settings():
     assert (shown["epochs"], shown["batch_size"], shown["lr"]) == (12, 32, 2e-4)
 
 
-@pytest.mark.parametrize("name", ["cpu-demo", "cpu-photos"])
+@pytest.mark.parametrize("name", ["cpu-demo", "cpu-photos", "cpu-general"])
 def test_cpu_yaml_files_are_their_presets(name):
     values = load_file(os.path.join(CONFIGS, f"{name}.yaml"))
     assert values == preset(name), f"regenerate: python -m keras_lmiqa.research.configs {name} > configs/{name}.yaml"

@@ -179,7 +179,7 @@ def test_client_does_not_retry_invalid_argument_and_gives_up_on_unavailable(smal
     assert caught.value.code == "UNAVAILABLE"
 
 
-def test_cli_serve_subprocess_score_and_sigterm(fake_export, photo_paths, tmp_path, capsys):
+def test_cli_serve_subprocess_score_and_sigterm(fake_export, photo_paths, tmp_path, capsys, monkeypatch):
     from keras_lmiqa.cli import main
 
     folder = tmp_path / "many"
@@ -198,6 +198,7 @@ def test_cli_serve_subprocess_score_and_sigterm(fake_export, photo_paths, tmp_pa
         assert match, (line, process.stderr.read() if process.poll() is not None else "")
         target = f"127.0.0.1:{match[1]}"
         capsys.readouterr()
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress shows on a terminal only
         csv_path, json_path = tmp_path / "scores.csv", tmp_path / "scores.json"
         assert main(["score", "--server", target, str(folder), "--csv", str(csv_path)]) == 0
         assert main(["score", "--server", target, photo_paths[0], "--json", str(json_path)]) == 0
