@@ -136,11 +136,11 @@ def test_a_card_whose_settings_differ_from_the_model_is_refused(shipped_copy, ca
     from keras_lmiqa.cli import main
 
     card = json.loads((shipped_copy / "card.json").read_text())
-    assert pretrained_models.model_card()["inference"]["crop_size"] == 128
+    assert pretrained_models.model_card(shipped_copy.name)["inference"]["crop_size"] == 128
     card["inference"]["crop_size"] = 999
     (shipped_copy / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="card.json: inference crop_size differ from the model's own settings"):
-        pretrained_models.model_card()
+        pretrained_models.model_card(shipped_copy.name)
     assert main(["models"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "inference crop_size differ" in lines[0], lines
