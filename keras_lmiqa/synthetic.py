@@ -59,10 +59,8 @@ def _depthwise(x, kernel):
 
 
 def _fits_reflection(x, radius):
-    """REFLECT padding needs each side > radius: small images are first reflected to fit."""
-    h, w = tf.shape(x)[0], tf.shape(x)[1]
-    short = tf.minimum(h, w)
-    return short > radius
+    """Whether REFLECT padding by `radius` works: each side must be larger than it."""
+    return tf.minimum(tf.shape(x)[0], tf.shape(x)[1]) > radius
 
 
 def gaussian_noise(x, sigma, seed, per_channel: bool):

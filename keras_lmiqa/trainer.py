@@ -168,15 +168,17 @@ class LMIQATrainer:
             terms["rank"] = scale * losses.pairwise_ranking_loss(
                 score, batch["quality"], global_score, all_gather(batch["quality"]),
                 temperature=c.rank_temperature, mask=labelled, reference_mask=global_labelled)
+        # The global batch's photo ids and levels: gathered once for both terms that need them.
+        photos = self._photos_and_levels(batch) if c.synthetic_groups else None
         if c.synthetic_groups and c.lambda_synthetic > 0:
-            photo, level = self._photos_and_levels(batch)
+            photo, level = photos
             terms["synthetic"] = scale * losses.synthetic_ranking_loss(
                 score, batch["image_id"], batch["level"], global_score, photo, level,
                 temperature=c.synthetic_temperature)
         terms["contrastive"] = zero
         if c.use_contrastive and c.lambda_lm > 0:
             query = out["embeddings"][:, 0]  # the anchor crop
-            positive, intra = self._masks(batch, offset)
+            positive, intra = self._masks(batch, offset, photos)
             terms["contrastive"] = scale * losses.local_manifold_contrastive_loss(
                 query, keys, positive, intra, temperature=c.temperature,
                 intra_weight=c.intra_weight if c.use_intra_negatives else 0.0)
@@ -206,7 +208,7 @@ class LMIQATrainer:
         gathered = ops.cast(gathered, "int32")
         return gathered[:, 0], gathered[:, 1]
 
-    def _masks(self, batch, offset):
+    def _masks(self, batch, offset, photos=None):
         """Positive and intra masks [b, N] of local queries against the global keys.
 
         Keys are the crops of all images in the global batch, image-major; roles differ
@@ -216,7 +218,8 @@ class LMIQATrainer:
         windows marked ROLE_NON_SALIENT; neutral windows are neither, but still
         inter negatives for the other images. With synthetic groups, every crop of
         another member of i's group (the same photo at another distortion level: the
-        same content, another quality) is an intra negative of i too.
+        same content, another quality) is an intra negative of i too; `photos` are the
+        gathered (photo ids, levels) when the caller has them.
         """
         roles = batch["roles"]
         # Gathered as float: collective all-gather of int32 fails under MultiWorkerMirroredStrategy.
@@ -229,7 +232,7 @@ class LMIQATrainer:
         intra = same * ops.cast(ops.equal(key_roles, ROLE_NON_SALIENT), "float32")[None, :]
         positive = same * ops.cast(is_positive, "float32")[None, :]
         if self.config.synthetic_groups:
-            photo, level = self._photos_and_levels(batch)
+            photo, level = photos if photos is not None else self._photos_and_levels(batch)
             key_photo, key_level = ops.take(photo, key_image), ops.take(level, key_image)
             sibling = ops.logical_and(ops.equal(batch["image_id"][:, None], key_photo[None, :]),
                                       ops.not_equal(batch["level"][:, None], key_level[None, :]))
