@@ -27,6 +27,7 @@ CLIP_MODES = ("per_term", "global")
 # Families of in-graph synthetic distortions (`keras_lmiqa.synthetic`), in a fixed order.
 SYNTHETIC_FAMILIES = ("noise_luma", "noise_color", "jpeg", "blur_gaussian", "blur_motion", "over_exposure",
                       "under_exposure", "contrast", "downscale", "saturation")
+SYNTHETIC_SIBLINGS = ("negative", "neutral")  # how a group's members see each other in L_lm
 # What `backbone_options` may set for vit_s16 (keras_hub.models.DeiTBackbone arguments).
 VIT_ARCHITECTURE_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim")
 
@@ -111,6 +112,10 @@ class TrainConfig:
     synthetic_families: tuple[str, ...] = SYNTHETIC_FAMILIES
     lambda_synthetic: float = 0.25
     synthetic_temperature: float = 0.05
+    # How a group's members see each other in L_lm: "negative" (the same content at another
+    # quality is a negative, like a non-salient window) or "neutral" (left out of each
+    # other's denominator). Each member keeps its own anchor and positives either way.
+    synthetic_siblings: str = "negative"
     use_contrastive: bool = True
     use_intra_negatives: bool = True
     use_mutual: bool = True
@@ -376,6 +381,8 @@ def _check_synthetic(c: TrainConfig) -> None:
     _check(1 <= c.synthetic_copies <= 5, f"synthetic_copies must be in 1..5, got {c.synthetic_copies}")
     _check(c.lambda_synthetic >= 0, f"lambda_synthetic must be >= 0, got {c.lambda_synthetic}")
     _check(c.synthetic_temperature > 0, f"synthetic_temperature must be > 0, got {c.synthetic_temperature}")
+    _check(c.synthetic_siblings in SYNTHETIC_SIBLINGS,
+           f"synthetic_siblings must be one of {', '.join(SYNTHETIC_SIBLINGS)}, got {c.synthetic_siblings!r}")
     _check(len(c.synthetic_families) >= 1, "synthetic_families must name at least one family")
     for name in c.synthetic_families:
         _check(name in SYNTHETIC_FAMILIES,

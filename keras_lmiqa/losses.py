@@ -29,7 +29,7 @@ def _check_non_negative(name, value):
 
 
 def local_manifold_contrastive_loss(
-    query, keys, positive_mask, intra_mask, temperature=0.1, intra_weight=1.0
+    query, keys, positive_mask, intra_mask, temperature=0.1, intra_weight=1.0, neutral_mask=None
 ):
     """Multi-positive InfoNCE with weighted intra-image negatives (LML-IQA L_lm).
 
@@ -43,7 +43,8 @@ def local_manifold_contrastive_loss(
     over the queries that have at least one positive (each such query counts equally);
     0 if no query has a positive. A key marked both positive and intra is a positive.
     `intra_weight=0` removes intra negatives from the denominator (they are masked,
-    `log(0)` is never formed). Excluded logits are masked with a large negative value
+    `log(0)` is never formed). Keys in `neutral_mask` are neither positives nor
+    negatives of that query: they leave its denominator. Excluded logits are masked with a large negative value
     inside a log-sum-exp, so the loss and its gradients are finite for temperatures
     down to 0.01 and any mask pattern.
 
@@ -58,6 +59,8 @@ def local_manifold_contrastive_loss(
         intra_mask: `(batch, num_keys)` 0/1 float mask of intra-image negatives.
         temperature: float > 0, softmax temperature tau. Defaults to 0.1.
         intra_weight: float >= 0, weight w_intra of intra negatives. Defaults to 1.0.
+        neutral_mask: optional `(batch, num_keys)` 0/1 float mask of keys left out of
+            that query's denominator (a positive stays a positive).
 
     Returns:
         Scalar float32 loss.
@@ -70,11 +73,16 @@ def local_manifold_contrastive_loss(
     intra = ops.logical_and(ops.cast(intra_mask, "float32") > 0.5, ops.logical_not(positive))
 
     logits = ops.matmul(query, ops.transpose(keys)) / temperature  # (batch, num_keys)
+    excluded = None
     if intra_weight > 0:
         logits = ops.where(intra, logits + math.log(intra_weight), logits)
-        denominator_logits = logits
     else:
-        denominator_logits = ops.where(intra, ops.full_like(logits, _MASKED_LOGIT), logits)
+        excluded = intra
+    if neutral_mask is not None:
+        neutral = ops.logical_and(ops.cast(neutral_mask, "float32") > 0.5, ops.logical_not(positive))
+        excluded = neutral if excluded is None else ops.logical_or(excluded, neutral)
+    denominator_logits = logits if excluded is None else ops.where(
+        excluded, ops.full_like(logits, _MASKED_LOGIT), logits)
     log_denominator = ops.logsumexp(denominator_logits, axis=1)  # (batch,)
 
     positive_f = ops.cast(positive, "float32")

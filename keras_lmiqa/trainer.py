@@ -178,10 +178,10 @@ class LMIQATrainer:
         terms["contrastive"] = zero
         if c.use_contrastive and c.lambda_lm > 0:
             query = out["embeddings"][:, 0]  # the anchor crop
-            positive, intra = self._masks(batch, offset, photos)
+            positive, intra, neutral = self._masks(batch, offset, photos)
             terms["contrastive"] = scale * losses.local_manifold_contrastive_loss(
                 query, keys, positive, intra, temperature=c.temperature,
-                intra_weight=c.intra_weight if c.use_intra_negatives else 0.0)
+                intra_weight=c.intra_weight if c.use_intra_negatives else 0.0, neutral_mask=neutral)
         terms["mutual_mse"] = terms["mutual_kl"] = zero
         if c.use_mutual and c.lambda_mut > 0:
             other_score, _ = importance_pool(other["crop_scores"][:, :k], other["crop_logits"][:, :k])
@@ -209,7 +209,8 @@ class LMIQATrainer:
         return gathered[:, 0], gathered[:, 1]
 
     def _masks(self, batch, offset, photos=None):
-        """Positive and intra masks [b, N] of local queries against the global keys.
+        """Positive, intra and neutral masks [b, N] of local queries against the global keys
+        (neutral is None unless `synthetic_siblings` is "neutral").
 
         Keys are the crops of all images in the global batch, image-major; roles differ
         per image (a non-salient window overlapping the anchor's views is neutral), so
@@ -218,8 +219,9 @@ class LMIQATrainer:
         windows marked ROLE_NON_SALIENT; neutral windows are neither, but still
         inter negatives for the other images. With synthetic groups, every crop of
         another member of i's group (the same photo at another distortion level: the
-        same content, another quality) is an intra negative of i too; `photos` are the
-        gathered (photo ids, levels) when the caller has them.
+        same content, another quality) is an intra negative of i too, or neutral with
+        `synthetic_siblings="neutral"`; `photos` are the gathered (photo ids, levels)
+        when the caller has them.
         """
         roles = batch["roles"]
         # Gathered as float: collective all-gather of int32 fails under MultiWorkerMirroredStrategy.
@@ -236,8 +238,11 @@ class LMIQATrainer:
             key_photo, key_level = ops.take(photo, key_image), ops.take(level, key_image)
             sibling = ops.logical_and(ops.equal(batch["image_id"][:, None], key_photo[None, :]),
                                       ops.not_equal(batch["level"][:, None], key_level[None, :]))
-            intra = ops.maximum(intra, ops.cast(sibling, "float32"))
-        return positive, intra
+            sibling = ops.cast(sibling, "float32")
+            if self.config.synthetic_siblings == "neutral":
+                return positive, intra, sibling
+            intra = ops.maximum(intra, sibling)
+        return positive, intra, None
 
     # -- steps ----------------------------------------------------------------------
     def compute_gradients(self, batch):

@@ -97,6 +97,26 @@ def test_contrastive_matches_reference(tau, intra_weight, views, with_intra):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("intra_weight", [0.0, 0.5, 1.0])
+def test_contrastive_neutral_keys_leave_the_denominator(intra_weight):
+    """A neutral key is as if it were absent: the loss equals the reference without it."""
+    rng = np.random.default_rng(11)
+    batch, crops, views, dim = 4, 3, 2, 16
+    pos, intra = _lmiqa_masks(batch, crops, views)
+    keys = _unit(rng, pos.shape[1], dim).astype(np.float32)
+    query = _unit(rng, batch, dim).astype(np.float32)
+    neutral = (rng.random(pos.shape) < 0.3).astype(np.float32)
+    neutral[0, 0] = 1  # on a positive: it stays a positive
+    got = float(local_manifold_contrastive_loss(query, keys, pos, intra, 0.1, intra_weight, neutral))
+    per_query = []
+    for i in range(batch):
+        kept = (neutral[i] < 0.5) | (pos[i] > 0.5)
+        per_query.append(_reference_contrastive(query[i:i + 1], keys[kept], pos[i:i + 1, kept],
+                                                intra[i:i + 1, kept], 0.1, intra_weight))
+    np.testing.assert_allclose(got, np.mean(per_query), rtol=1e-5)
+    assert abs(got - float(local_manifold_contrastive_loss(query, keys, pos, intra, 0.1, intra_weight))) > 1e-3
+
+
 def test_contrastive_queries_without_positives_are_excluded():
     rng = np.random.default_rng(3)
     batch, crops, views, dim = 6, 2, 3, 8

@@ -1,5 +1,6 @@
 """Synthetic ranking: the in-graph distortions, the ordinal loss, mixed batches, the step."""
 
+import dataclasses
 import os
 
 import cv2
@@ -218,9 +219,22 @@ def test_group_members_are_intra_negatives_of_each_other():
     trainer = LMIQATrainer(CONFIG, 5)
     roles = tf.constant([[0, 1, 1, 2]] * 4, tf.int32)
     batch = {"roles": roles, "image_id": tf.constant([7, 3, 3, 3]), "level": tf.constant([0, 0, 1, 4])}
-    positive, intra = (m.numpy() for m in trainer._masks(batch, offset=0))
+    positive, intra, neutral = trainer._masks(batch, offset=0)
+    positive, intra = positive.numpy(), intra.numpy()
+    assert neutral is None
     np.testing.assert_array_equal(np.nonzero(intra[0])[0], [1, 2])  # a photo without group: its own windows
     np.testing.assert_array_equal(np.nonzero(intra[1])[0], [5, 6, *range(8, 16)])  # plus both copies, whole
     np.testing.assert_array_equal(np.nonzero(intra[2])[0], [4, 5, 6, 7, 9, 10, 12, 13, 14, 15])
     np.testing.assert_array_equal(np.nonzero(positive[2])[0], [8, 11])
     assert (positive * intra).sum() == 0
+
+
+def test_neutral_siblings_leave_each_others_denominator():
+    trainer = LMIQATrainer(dataclasses.replace(CONFIG, synthetic_siblings="neutral"), 5)
+    roles = tf.constant([[0, 1, 1, 2]] * 4, tf.int32)
+    batch = {"roles": roles, "image_id": tf.constant([7, 3, 3, 3]), "level": tf.constant([0, 0, 1, 4])}
+    positive, intra, neutral = (m.numpy() for m in trainer._masks(batch, offset=0))
+    np.testing.assert_array_equal(np.nonzero(intra[1])[0], [5, 6])  # only its own windows
+    np.testing.assert_array_equal(np.nonzero(neutral[1])[0], range(8, 16))  # both copies, whole
+    np.testing.assert_array_equal(np.nonzero(neutral[0])[0], [])
+    assert (positive * neutral).sum() == 0

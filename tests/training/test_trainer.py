@@ -26,7 +26,8 @@ def test_masks_follow_each_images_roles():
     """Roles differ per image: neutral windows (3) are neither positive nor intra."""
     trainer = LMIQATrainer(CONFIG, 10)
     roles = tf.constant([[0, 1, 1, 2, 2], [0, 3, 1, 2, 2], [0, 3, 3, 2, 2]], tf.int32)
-    positive, intra = trainer._masks({"roles": roles}, offset=0)
+    positive, intra, neutral = trainer._masks({"roles": roles}, offset=0)
+    assert neutral is None
     positive, intra = positive.numpy(), intra.numpy()
     assert positive.shape == intra.shape == (3, 15)
     np.testing.assert_array_equal(np.nonzero(positive[0])[0], [0, 3, 4])  # anchor + 2 views
