@@ -320,19 +320,19 @@ def machine() -> dict:
 
 
 def make_export(folder: str, config) -> str:
-    """An untrained branch for `config`, saved as a run folder and exported; returns the
+    """An untrained model for `config`, saved as a model.keras and exported; returns the
     version folder. Speed does not depend on the weights, so no training is needed."""
     from keras_lmiqa import artifacts
-    from keras_lmiqa.datasets.records import ScoreScale
     from keras_lmiqa.export import export_model
+    from keras_lmiqa.inference_spec import InferenceSpec, ScoreScale
     from keras_lmiqa.models import build_branch
+    from keras_lmiqa.models.image_quality import image_quality_model, run_info
 
     run = os.path.join(folder, "run")
     os.makedirs(run, exist_ok=True)
-    artifacts.save_keras(build_branch(config, name="teacher", weights="none"), os.path.join(run, "model.keras"))
-    record = {"config": config.to_dict(),
-              "dataset": {"name": "bench", "scale": ScoreScale(1.0, 5.0, True).to_dict()}}
-    artifacts.write_json(os.path.join(run, "config.json"), record)
+    spec = InferenceSpec.from_config(config, ScoreScale(1.0, 5.0, True), "bench")
+    model = image_quality_model(build_branch(config, name="teacher", weights="none"), spec, run_info(config))
+    artifacts.save_keras(model, os.path.join(run, "model.keras"))
     return export_model(os.path.join(run, "model.keras"), os.path.join(folder, "export"), overwrite=True, version=1)
 
 
@@ -344,3 +344,27 @@ def image_bytes(args_side: int, count: int) -> list[bytes]:
         with open(path, "rb") as handle:
             out.append(handle.read())
     return out
+
+
+def decode_batch(images, spec):
+    """Encoded images [B] -> (padded pixels [B, Hmax, Wmax, 3] uint8, windows [B, G, 4], saliency [B, G]):
+    the batch `pipeline.inference_dataset` would make from the windows the export cuts
+    (`scoring.prepare_encoded`), for timing the crops of a batch."""
+    import tensorflow as tf
+
+    from keras_lmiqa.inference_spec import as_inference_spec
+    from keras_lmiqa.models.scoring import prepare_encoded
+
+    spec = as_inference_spec(spec)
+
+    def one(args):
+        image, windows, saliency, _ = prepare_encoded(*args, spec)
+        return tf.RaggedTensor.from_tensor(image, ragged_rank=1), windows, saliency
+
+    images = tf.convert_to_tensor(images, tf.string)
+    decoded, windows, saliency = tf.map_fn(
+        one, (images, tf.range(tf.shape(images)[0])),
+        fn_output_signature=(tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
+                             tf.RaggedTensorSpec([None, 4], tf.float32, ragged_rank=0),
+                             tf.RaggedTensorSpec([None], tf.float32, ragged_rank=0)))
+    return decoded.to_tensor(), windows.to_tensor(), saliency.to_tensor()

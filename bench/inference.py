@@ -41,7 +41,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from keras_lmiqa.crops import cut_crops, grid_window_count
-    from keras_lmiqa.export import decode_batch, load_branch
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.models import build_backbone
 
     changes = {k: v for k, v in (("backbone", args.backbone), ("crop_size", args.crop_size)) if v}
@@ -62,7 +62,7 @@ def main(argv=None):
     for b in sizes:
         requests = [tf.constant(data[i:i + b]) for i in range(0, len(data) - b + 1, b)]
         # The very crops the signature cuts, prepared once outside the timing.
-        crops = [cut_crops(*decode_batch(r, config)[:2], S) for r in requests]
+        crops = [cut_crops(*common.decode_batch(r, config)[:2], S) for r in requests]
         flat = [tf.reshape(c, [-1, S, S, 3]) for c in crops]
         variants[f"b{b} serving_default"] = lambda rs=requests: [serving(images=r)["score"].numpy() for r in rs]
         variants[f"b{b} branch_on_crops"] = lambda cs=crops: [branch_fn(c).numpy() for c in cs]

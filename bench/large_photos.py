@@ -16,7 +16,7 @@ once). For each size, with the default shipped model loaded as `lmiqa score` loa
     peak RSS          of a separate `lmiqa score` process on those files (<= 1.2 GB)
     decode / windows+saliency / network
                       shares of the per-photo time: `working_size.decode_working` alone,
-                      then windows + saliency on top (`export.decode_one`), the rest
+                      then windows + saliency on top (`scoring.prepare_encoded`), the rest
                       (crop cutting, the branch, pooling)
     backbone          the bare MobileNetV2 (untrained, same builder) on the same number of
                       128 px crops in one call: the bound; end-to-end / backbone speed
@@ -93,7 +93,7 @@ def main(argv=None):
 
     from keras_lmiqa import pretrained_models
     from keras_lmiqa.constants import SCORING_BATCH_SIZE
-    from keras_lmiqa.export import decode_one
+    from keras_lmiqa.models.scoring import prepare_encoded
     from keras_lmiqa.models import build_backbone
     from keras_lmiqa.working_size import decode_working
 
@@ -102,7 +102,7 @@ def main(argv=None):
     folder_scorer = pretrained_models.scorer(batch_size=SCORING_BATCH_SIZE)
     spec = pretrained_models.pretrained().spec
     decode_fn = tf.function(lambda c: decode_working(c, spec.max_pixels, spec.working_long_side)[0])
-    prepare_fn = tf.function(lambda c: decode_one(c, tf.constant(0), spec)[1])
+    prepare_fn = tf.function(lambda c: prepare_encoded(c, tf.constant(0), spec)[1])
     backbone = build_backbone("mobilenet_v2", spec.crop_size, "none")
     backbone_fn = tf.function(lambda crops: backbone(crops, training=False))
 
@@ -140,7 +140,7 @@ def main(argv=None):
             rss, _ = peak_rss_gb(paths[:args.photos])
             report.add(f"{label} peak RSS", rss, "GB", f"lmiqa score on {len(photos)} photos", target="<= 1.2")
         report.add(f"{label} decode share", 100 * decode / total, "%", "decode_working")
-        report.add(f"{label} windows+saliency share", 100 * (prepare - decode) / total, "%", "decode_one - decode")
+        report.add(f"{label} windows+saliency share", 100 * (prepare - decode) / total, "%", "prepare_encoded - decode")
         report.add(f"{label} network share", 100 * (total - prepare) / total, "%", "crop cutting, branch, pooling")
         report.add(f"{label} backbone ms", 1000 * bare, "ms", f"bare backbone on {windows} crops")
         report.add(f"{label} end-to-end vs backbone", bare / total, "x", "backbone time / end-to-end time",

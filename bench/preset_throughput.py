@@ -28,7 +28,7 @@ def measure(preset: str, data_root: str, steps: int, warmup: int) -> dict:
     from keras_lmiqa.config import from_dict
     from keras_lmiqa.config import preset as preset_values
     from keras_lmiqa.pipeline import TrainPipeline
-    from keras_lmiqa.trainer import LMIQATrainer
+    from keras_lmiqa.training.step import LMIQATrainer
 
     config = from_dict({**preset_values(preset), "dataset": "biq2021", "data_root": data_root, "weights": "none"})
     records = datasets.load("biq2021", data_root).records[: (warmup + steps) * config.batch_size * 2]

@@ -2,7 +2,7 @@
 
     full   LMIQATrainer(config, steps).make_train_function(strategy) under the default
            strategy: student forward + backward, EMA-teacher forward, quality,
-           contrastive and mutual losses, AdamW, EMA update (as keras_lmiqa/training.py
+           contrastive and mutual losses, AdamW, EMA update (as keras_lmiqa/training/step.py
            drives it, including reading the six loss values back each step)
     bare   the same backbone builder (keras_lmiqa/models/backbones.py) + one Dense
            head, MSE of every crop's score to the image's quality, the same optimizer
@@ -33,7 +33,7 @@ def bare_step(config, steps_per_epoch, jit_compile):
     import tensorflow as tf
 
     from keras_lmiqa.models import build_backbone
-    from keras_lmiqa.trainer import build_optimizer, build_schedule, clip_per_term
+    from keras_lmiqa.training.step import build_optimizer, build_schedule, clip_per_term
 
     size = config.crop_size
     crops = keras.Input((size, size, 3), dtype="uint8")
@@ -58,7 +58,7 @@ def bare_step(config, steps_per_epoch, jit_compile):
 
 
 def full_step(config, steps_per_epoch, strategy):
-    from keras_lmiqa.trainer import LMIQATrainer
+    from keras_lmiqa.training.step import LMIQATrainer
 
     with strategy.scope():
         trainer = LMIQATrainer(config, steps_per_epoch)

@@ -10,21 +10,16 @@ Public API:
     metrics.evaluate(pred, mos)  SRCC, PLCC, KRCC, RMSE
     export_model(...)            a versioned SavedModel for TF Serving (keras_lmiqa.export)
 
-Importing the package registers its Keras layers and the standalone model, so
-`keras.saving.load_model("model.keras")` works after `import keras_lmiqa` and gives a
-model that takes images and returns the scores (`keras_lmiqa.models.image_quality`). The
-serving clients (`keras_lmiqa.serving.Client`) build no model.
+`import keras_lmiqa` loads no TensorFlow: each name above loads on first use. The
+package's Keras classes register as soon as TensorFlow and Keras are loaded
+(`keras_lmiqa._registration`), so `keras.saving.load_model("model.keras")` works after
+`import keras_lmiqa` and gives a model that takes images and returns the scores
+(`keras_lmiqa.models.image_quality`). Module layers: docs/architecture.md.
 """
 
 import importlib
 
-from keras_lmiqa import tf_logs
-
-# TensorFlow's C++ start-up lines drown the commands' own output (`lmiqa -v` shows them).
-tf_logs.import_tensorflow()
-
-from keras_lmiqa.models import image_quality as _image_quality  # noqa: E402,F401  registers the standalone model
-from keras_lmiqa.models import layers as _layers  # noqa: E402,F401  registers the custom Keras layers
+from keras_lmiqa import _registration
 
 __version__ = "0.1.0"
 
@@ -35,15 +30,18 @@ _LAZY = {
     "TrainConfig": ("keras_lmiqa.config", "TrainConfig"),
     "export_model": ("keras_lmiqa.export", "export_model"),
 }
+_MODULES = ("datasets", "metrics", "losses", "saliency", "serving", "models")
 
 
 def __getattr__(name):
     if name in _LAZY:
         module, attribute = _LAZY[name]
         return getattr(importlib.import_module(module), attribute)
-    if name in ("datasets", "metrics", "losses", "saliency", "serving"):
+    if name in _MODULES:
         return importlib.import_module(f"keras_lmiqa.{name}")
     raise AttributeError(f"module 'keras_lmiqa' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "load_scorer", "pretrained", "train", "TrainConfig", "export_model", "datasets", "metrics"]
+
+_registration.install()

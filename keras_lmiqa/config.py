@@ -13,11 +13,11 @@ import difflib
 import json
 import numbers
 import os
-import reprlib
 from collections.abc import Mapping
 from typing import Any
 
-from keras_lmiqa.errors import ConfigError
+from keras_lmiqa.errors import ConfigError, shown
+from keras_lmiqa.inference_spec import FIELD_BOUNDS, bound_problem
 
 BACKBONES = ("tiny", "mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_v2_b0", "convnext_tiny", "vit_s16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -249,19 +249,6 @@ PRESETS["cpu-general"] = {**PRESETS["cpu-photos"], "synthetic_groups": 4, "synth
 # safe_load builds as shared references but any repr or JSON dump expands in full.
 MAX_CONFIG_BYTES = 1 << 20  # a config file's size
 MAX_CONFIG_NODES = 100_000  # values (scalars, lists, mappings) a YAML text expands to, aliases counted in full
-# How error messages show a value: 4 items per level, 3 levels, at most SHOWN_CHARACTERS.
-SHOWN_CHARACTERS = 100
-_SHOWN = reprlib.Repr()
-_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, SHOWN_CHARACTERS, SHOWN_CHARACTERS
-_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
-
-
-def shown(value: Any) -> str:
-    """`value`'s repr for an error message, truncated (never expands a large or nested value)."""
-    text = _SHOWN.repr(value)
-    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 3] + "..."
-
-
 def parse_yaml(text: str, what: str) -> Any:
     """`yaml.safe_load(text)`, refused with ConfigError naming `what` when the text expands
     (aliases counted each time they appear) to more than MAX_CONFIG_NODES values or refers
@@ -368,8 +355,6 @@ def _validate(c: TrainConfig) -> None:
 def _check_inference_bounds(c: TrainConfig) -> None:
     """The settings a trained model stores in its InferenceSpec stay within the spec's hard
     bounds (`inference_spec.FIELD_BOUNDS`), so a run never ends with a model it cannot load."""
-    from keras_lmiqa.inference_spec import FIELD_BOUNDS, bound_problem
-
     for name in FIELD_BOUNDS:
         if name in FIELDS:
             problem = bound_problem(name, getattr(c, name))

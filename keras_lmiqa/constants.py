@@ -17,6 +17,12 @@ MODEL_NAME = "lmiqa"
 SAVED_MODEL_FILE = "saved_model.pb"
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = os.path.join(ASSETS_EXTRA, "tf_serving_warmup_requests")  # TF Serving's --enable_model_warmup file
+METADATA_FILE = "lmiqa_metadata.json"  # in ASSETS_EXTRA: the model's spec and provenance
+
+# The export's signatures and the input each takes.
+BYTES_SIGNATURE = "serving_default"  # encoded images tf.string [batch]
+PIXELS_SIGNATURE = "score_pixels"  # uint8 [batch, H, W, 3], one size
+SIGNATURE_INPUTS = {BYTES_SIGNATURE: "images", PIXELS_SIGNATURE: "pixels"}
 
 # What every exported signature answers with, per image:
 SCORE_KEYS = ("score", "mos")  # one value: normalised quality (higher = better) and the dataset's scale
@@ -29,7 +35,9 @@ MAX_MESSAGE_BYTES = 32 * 2 ** 20
 # Images per model call when scoring files: the scorer and the evaluation (validation,
 # test, `lmiqa eval`) use the same, so a file's score does not depend on the route.
 SCORING_BATCH_SIZE = 32
-DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20  # image files above this are refused before reading
+# Image files above this are refused before reading, in process; a file sent to a server
+# is bounded by MAX_MESSAGE_BYTES instead (a larger request could not be sent).
+DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20
 
 
 def version_dirs(export_dir: str) -> dict[int, str]:

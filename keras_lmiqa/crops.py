@@ -139,7 +139,7 @@ def grid_windows(height, width, crop_size: int, scales, grid_size: int) -> tf.Te
     for index, scale in enumerate(scales):
         side = sides[index]
         if float(scale) >= 1.0:
-            rows, cols = (h + side - 1) // side, (w + side - 1) // side
+            rows, cols = native_tiles(h, w, side)
         else:
             rows = cols = tf.constant(grid_size, tf.int64)
         ys, xs = _spaced(h - side, rows), _spaced(w - side, cols)
@@ -150,15 +150,29 @@ def grid_windows(height, width, crop_size: int, scales, grid_size: int) -> tf.Te
     return tf.ensure_shape(tf.cast(windows, tf.float32), [None, 4])
 
 
+def native_tiles(height, width, side):
+    """(rows, columns) of windows of `side` tiling a `height x width` image at native
+    scale: ceil(H/S) x ceil(W/S) (int64 tensors)."""
+    return (height + side - 1) // side, (width + side - 1) // side
+
+
+def native_window_count(height, width, crop_size: int) -> tf.Tensor:
+    """int64: native-scale windows of an image, the side clamped to its short side."""
+    h, w = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
+    side = tf.maximum(tf.minimum(tf.constant(crop_size, tf.int64), tf.minimum(h, w)), 1)
+    rows, cols = native_tiles(h, w, side)
+    return rows * cols
+
+
 def grid_window_count(height: int, width: int, crop_size: int, scales, grid_size: int) -> int:
     """Number of `grid_windows` for an image of `height x width` (Python int)."""
     return int(tf.shape(grid_windows(int(height), int(width), crop_size, tuple(scales), grid_size))[0])
 
 
-def window_mask(windows) -> tf.Tensor:
+def window_mask(windows):
     """bool [...]: which windows [..., 4] hold pixels; False for the all-zero windows that
-    `padded_batch` adds to batches of grids of different lengths (their crops are black)."""
-    windows = tf.convert_to_tensor(windows)
+    pad batches of window lists of different lengths (their crops are black). Takes a
+    tensor or a NumPy array and returns the same kind."""
     return (windows[..., 2] > windows[..., 0]) & (windows[..., 3] > windows[..., 1])
 
 

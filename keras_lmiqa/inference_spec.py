@@ -12,8 +12,41 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_lmiqa.datasets.records import MAX_ABS_SCORE, ScoreScale
-from keras_lmiqa.errors import ModelError
+from keras_lmiqa.errors import ModelError, shown
+
+# Scores beyond this magnitude are refused: their range (high - low) would overflow to inf
+# and normalise every image to NaN or 0, and a model stores its scale within it
+# (`FIELD_BOUNDS`).
+MAX_ABS_SCORE = 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreScale:
+    """The score range of a dataset and its direction.
+
+    `low`/`high` are the lowest and highest score in the dataset; `higher_better` is
+    False for DMOS datasets (LIVE, CSIQ).
+    """
+
+    low: float
+    high: float
+    higher_better: bool
+    kind: str = "MOS"  # "MOS" or "DMOS" (or a free label for custom CSVs)
+
+    def to_quality(self, mos: float) -> float:
+        """Map a score on this scale to [0, 1], higher = better."""
+        span = self.high - self.low
+        unit = (mos - self.low) / span if span > 0 else 0.5
+        return unit if self.higher_better else 1.0 - unit
+
+    def to_mos(self, quality):
+        """Inverse of :meth:`to_quality`; works on floats and NumPy arrays."""
+        unit = quality if self.higher_better else 1.0 - quality
+        return self.low + unit * (self.high - self.low)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 # The inference window set (`crops.grid_windows`): at native scale (r = 1) windows tile
 # the image (ceil(H/S) x ceil(W/S)), at each coarser scale a grid_size x grid_size grid,
@@ -179,8 +212,6 @@ def bound_problem(name: str, value) -> str | None:
 
 
 def _shown(value) -> str:
-    from keras_lmiqa.config import shown
-
     return shown(list(value) if isinstance(value, tuple) else value)
 
 

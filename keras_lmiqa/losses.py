@@ -33,24 +33,19 @@ def local_manifold_contrastive_loss(
 ):
     """Multi-positive InfoNCE with weighted intra-image negatives (LML-IQA L_lm).
 
-    With `s_ik = q_i . k_k / temperature`, positives `P(i)` (`positive_mask`), intra
-    negatives (`intra_mask`, logits shifted by `log(intra_weight)`) and inter
-    negatives (every other key), the loss is
+    With `s_ik = q_i . k_k / temperature`, positives `P(i)`, intra negatives (logits
+    shifted by `log(intra_weight)`) and inter negatives (every other key), the loss is
 
         mean_i mean_{p in P(i)} -log( e^{s_ip} / (sum_{p' in P(i)} e^{s_ip'}
                                                  + sum_{n in N(i)} e^{s_in}) )
 
-    over the queries that have at least one positive (each such query counts equally);
-    0 if no query has a positive. A key marked both positive and intra is a positive.
-    `intra_weight=0` removes intra negatives from the denominator (they are masked,
-    `log(0)` is never formed). Keys in `neutral_mask` are neither positives nor
-    negatives of that query: they leave its denominator. Excluded logits are masked with a large negative value
-    inside a log-sum-exp, so the loss and its gradients are finite for temperatures
-    down to 0.01 and any mask pattern.
-
-    Negatives are exactly the keys passed in: whether they are per replica or gathered
-    across replicas is the caller's choice; the formula does not depend on the number
-    of keys (with no negative at all it is the positives-only cross-entropy).
+    over the queries that have at least one positive (each counts equally); 0 if none
+    has one. A key marked both positive and intra (or neutral) is a positive.
+    `intra_weight=0` removes intra negatives from the denominator, and keys in
+    `neutral_mask` leave that query's denominator: both are masked with a large negative
+    logit inside a log-sum-exp (`log(0)` is never formed), so the loss and its gradients
+    are finite for temperatures down to 0.01 and any mask pattern. Negatives are exactly
+    the keys passed in (per replica or gathered: the caller's choice).
 
     Args:
         query: `(batch, dim)` L2-normalised online embeddings of the anchor crops.
@@ -59,11 +54,9 @@ def local_manifold_contrastive_loss(
         intra_mask: `(batch, num_keys)` 0/1 float mask of intra-image negatives.
         temperature: float > 0, softmax temperature tau. Defaults to 0.1.
         intra_weight: float >= 0, weight w_intra of intra negatives. Defaults to 1.0.
-        neutral_mask: optional `(batch, num_keys)` 0/1 float mask of keys left out of
-            that query's denominator (a positive stays a positive).
+        neutral_mask: optional `(batch, num_keys)` 0/1 float mask of neutral keys.
 
-    Returns:
-        Scalar float32 loss.
+    Returns: scalar float32 loss.
     """
     _check_positive("temperature", temperature)
     _check_non_negative("intra_weight", intra_weight)

@@ -187,7 +187,7 @@ def load_folder(folder: str, check_scores: bool = True):
     try:
         model = keras.saving.deserialize_keras_object(json.loads(contents[MODEL_FILE]), safe_mode=True)
     except Exception as error:  # Keras wraps what from_config raises: name the innermost reason
-        from keras_lmiqa.export import load_failure_reason
+        from keras_lmiqa.loading import load_failure_reason
 
         raise ModelError(f"cannot load {os.path.join(folder, MODEL_FILE)}: {load_failure_reason(error)}") from None
     with np.load(io.BytesIO(contents[WEIGHTS_FILE]), allow_pickle=False) as arrays:
@@ -437,7 +437,7 @@ def _pack_command(argv: list[str]) -> int:
                         help="test_predictions.csv of the run: the float16 model rescores its images, and the "
                              "card records the largest difference and the shipped model's metrics on them")
     args = parser.parse_args(argv)
-    from keras_lmiqa.export import load_image_model
+    from keras_lmiqa.loading import load_image_model
 
     model = load_image_model(os.path.join(args.run_dir, "model.keras"))
     card = {"name": args.name, **artifacts.read_json(args.card)}

@@ -275,9 +275,9 @@ def summarize(scores: np.ndarray) -> dict:
 
 def figure_png(summary: dict, title: str) -> bytes:
     """Mean score against level, one line per family."""
-    from keras_lmiqa.research import figures
+    from keras_lmiqa import plots  # matplotlib loads only to draw
 
-    return figures.png_bytes(figures.score_by_level({f: s["mean_score"] for f, s in summary.items()}, title))
+    return plots.png_bytes(plots.score_by_level({f: s["mean_score"] for f, s in summary.items()}, title))
 
 
 # ---------------------------------------------------------------- outputs

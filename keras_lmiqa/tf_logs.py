@@ -4,7 +4,8 @@ TensorFlow 2.21 writes its start-up notices (oneDNN, the CUDA stub, the cuInit f
 of a machine without a GPU, the CPU-feature note) through absl before absl is
 initialised, so `TF_CPP_MIN_LOG_LEVEL` does not filter them, and it writes them twice
 (two shared libraries). Only pointing file descriptor 2 elsewhere while TensorFlow loads
-keeps them out of a command's output. `import_tensorflow()` does that once per process:
+keeps them out of a command's output. `hold_back_startup` does that once per process,
+around TensorFlow's import (`keras_lmiqa._registration` wraps it there):
 
 - lines in absl's format (and the continuation lines of those notices) are kept in
   memory, `startup_lines()`, which `lmiqa -v` prints;
@@ -17,6 +18,7 @@ TensorFlow-free itself: it imports TensorFlow only when called.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -48,10 +50,18 @@ def _severity(line: str) -> int | None:
 
 def import_tensorflow() -> None:
     """Import TensorFlow (and initialise its device list) with its start-up lines held back."""
+    if "tensorflow" not in sys.modules:
+        hold_back_startup(lambda: importlib.import_module("tensorflow"))
+
+
+def hold_back_startup(load) -> None:
+    """Run `load()`, which loads TensorFlow, with its start-up lines held back (once per
+    process; `keras_lmiqa._registration` wraps TensorFlow's own import in it)."""
     global _done
     user_level = os.environ.get(LEVEL_VARIABLE)
     os.environ.setdefault(LEVEL_VARIABLE, DEFAULT_LEVEL)
-    if _done or "tensorflow" in sys.modules:
+    if _done:
+        load()
         return
     _done = True
     shown_from = int(user_level) if user_level and user_level.isdigit() else 4  # unset: hide all
@@ -61,11 +71,10 @@ def import_tensorflow() -> None:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)
             try:
-                import tensorflow as tf
-
+                load()
                 # Device discovery prints the cuInit line; do it here, not mid-command.
                 # (Physical devices only: logical device settings stay possible after it.)
-                tf.config.list_physical_devices("GPU")
+                sys.modules["tensorflow"].config.list_physical_devices("GPU")
             finally:
                 sys.stderr.flush()
                 os.dup2(saved, 2)

@@ -33,11 +33,11 @@ def test_a_version_is_a_numbered_folder_holding_a_saved_model(tmp_path):
 
 
 def test_exporter_scorer_and_server_agree_on_the_versions(tmp_path):
-    from keras_lmiqa import export
+    from keras_lmiqa import loading
     from keras_lmiqa.serving.model_repository import served_versions
 
     for name in ("2", "5"):
         os.makedirs(tmp_path / name)
     (tmp_path / "2" / "saved_model.pb").write_bytes(b"")  # 5 is half-copied: no SavedModel yet
-    assert export.latest_version(str(tmp_path)) == 2
+    assert loading.latest_version(str(tmp_path)) == 2
     assert served_versions(str(tmp_path)) == {2: str(tmp_path / "2")}

@@ -118,7 +118,7 @@ def test_pretrained_backbone_batchnorm_is_frozen_unless_asked(tmp_path):
     assert all(layer.trainable for layer in scratch.layers[-1].layers
                if isinstance(layer, keras.layers.BatchNormalization))
     # The teacher branch is a copy of the student (config and weights): its BatchNorm stays frozen.
-    from keras_lmiqa.trainer import copy_branch
+    from keras_lmiqa.training.step import copy_branch
 
     teacher = copy_branch(build_branch(CONFIG.replace(backbone="mobilenet_v2", weights=path)), "teacher")
     norms = [layer for layer in teacher.get_layer("mobilenet_v2_backbone").layers[-1].layers

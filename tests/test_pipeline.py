@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_lmiqa import crops, saliency
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ConfigError, ImageError
-from keras_lmiqa.evaluation import predict_quality
+from keras_lmiqa.models.scoring import predict_quality
 from keras_lmiqa.pipeline import TrainPipeline, decode_image, inference_dataset, window_iou
 
 CONFIG = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=5, num_positives=2, batch_size=4,

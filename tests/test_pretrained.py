@@ -161,7 +161,7 @@ def test_pack_stores_large_matrices_as_float16_and_every_other_weight_exactly(tm
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "reliability"))
     from untrained import write_untrained_run
 
-    from keras_lmiqa.export import load_image_model
+    from keras_lmiqa.loading import load_image_model
 
     monkeypatch.setattr(shipped, "FLOAT16_MIN_WEIGHTS", 128)  # the tiny test model's matrices are small
     model = load_image_model(write_untrained_run(str(tmp_path / "run")))

@@ -14,7 +14,7 @@ from keras_lmiqa.config import SYNTHETIC_FAMILIES, TrainConfig
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.losses import ordinal_ranking_loss, pairwise_ranking_loss, synthetic_ranking_loss
 from keras_lmiqa.pipeline import TrainPipeline
-from keras_lmiqa.trainer import LMIQATrainer
+from keras_lmiqa.training.step import LMIQATrainer
 
 IMAGE = cv2.resize(skimage.data.astronaut(), (192, 160), interpolation=cv2.INTER_AREA)
 

@@ -80,7 +80,7 @@ def test_backbone_options_are_validated():
 
 def test_one_step_then_model_keras_reloads_in_a_fresh_process_in_safe_mode(tmp_path):
     from keras_lmiqa.artifacts import save_keras
-    from keras_lmiqa.trainer import LMIQATrainer
+    from keras_lmiqa.training.step import LMIQATrainer
 
     trainer = LMIQATrainer(CONFIG, 10)
     deit = vit.deit_of(trainer.student.get_layer("vit_s16_backbone"))
@@ -117,7 +117,7 @@ def test_weights_dir_loads_a_keras_hub_preset_folder(tmp_path):
     scratch = np.asarray(build_backbone("vit_s16", 32, "none", options=SMALL)(pixels))
     assert np.abs(features - scratch).mean() > 0.1  # the weights arrived
     # The teacher is a copy of the student: same architecture and weights, nothing loaded twice.
-    from keras_lmiqa.trainer import LMIQATrainer
+    from keras_lmiqa.training.step import LMIQATrainer
 
     trainer = LMIQATrainer(CONFIG.replace(weights=folder, backbone_options={}), 10)
     for teacher, student in zip(trainer.teacher.weights, trainer.student.weights):
@@ -180,8 +180,9 @@ def test_train_py_trains_a_vit_on_the_demo_then_the_export_scores_like_the_keras
     """`train.py --backbone vit_s16 --weights none --crop-size 32` on a small demo set
     (the full ViT-S/16 on 2x2 patch grids), then the SavedModel scores image bytes as
     the Keras model scores the same crops."""
-    from keras_lmiqa.evaluation import predict_quality
-    from keras_lmiqa.export import export_model, load_branch, read_run_record
+    from keras_lmiqa.models.scoring import predict_quality
+    from keras_lmiqa.export import export_model
+    from keras_lmiqa.loading import load_branch, read_run_record
 
     run = str(tmp_path / "run")
     started = time.monotonic()

@@ -94,10 +94,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # Layers, lowest first: a module may import its own layer and the layers below it.
 LAYERS = (
     ("core", ("errors", "constants", "tf_logs", "inference_spec", "config", "image_io", "saliency",
-              "crops", "working_size", "synthetic", "strategy", "metrics", "artifacts")),
+              "crops", "working_size", "synthetic", "strategy", "metrics", "artifacts", "plots")),
     ("data", ("datasets", "pipeline")),
     ("models", ("models", "losses")),
-    ("inference", ("loading", "scorer", "pretrained", "sensitivity")),
+    ("inference", ("loading", "scorer", "pretrained_models", "sensitivity")),
     ("training", ("training",)),
     ("delivery", ("export", "serving", "beam", "ui")),
     ("apps", ("cli", "research")),
@@ -107,7 +107,7 @@ LAYERS = (
 def layer_of(module: str) -> str:
     """The layer of a dotted module name (its first name below the package)."""
     parts = module.split(".")
-    if len(parts) == 1:
+    if len(parts) == 1 or parts[1] == "_registration":  # the package's own start-up
         return "package"
     for layer, tops in LAYERS:
         if parts[1] in tops:

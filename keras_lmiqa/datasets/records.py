@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 from keras_lmiqa.errors import DatasetError
+from keras_lmiqa.inference_spec import MAX_ABS_SCORE, ScoreScale  # noqa: F401  part of a dataset's API
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -32,40 +33,6 @@ class Record:
     quality: float
     group: str
     official_split: str | None = None
-
-
-# Scores beyond this magnitude are refused: their range (high - low) would overflow to inf
-# and normalise every image to NaN or 0, and a model stores its scale within it
-# (`inference_spec.FIELD_BOUNDS`).
-MAX_ABS_SCORE = 1e9
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreScale:
-    """The score range of a dataset and its direction.
-
-    `low`/`high` are the lowest and highest score in the dataset; `higher_better` is
-    False for DMOS datasets (LIVE, CSIQ).
-    """
-
-    low: float
-    high: float
-    higher_better: bool
-    kind: str = "MOS"  # "MOS" or "DMOS" (or a free label for custom CSVs)
-
-    def to_quality(self, mos: float) -> float:
-        """Map a score on this scale to [0, 1], higher = better."""
-        span = self.high - self.low
-        unit = (mos - self.low) / span if span > 0 else 0.5
-        return unit if self.higher_better else 1.0 - unit
-
-    def to_mos(self, quality):
-        """Inverse of :meth:`to_quality`; works on floats and NumPy arrays."""
-        unit = quality if self.higher_better else 1.0 - quality
-        return self.low + unit * (self.high - self.low)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,7 +301,7 @@ def take_options(dataset: str, options: dict, defaults: dict) -> dict:
                 else isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool)
                 or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
         if not fits:
-            from keras_lmiqa.config import shown
+            from keras_lmiqa.errors import shown
 
             raise DatasetError(f"{dataset}: option {key} expects {expected}, got {shown(value)}")
     return {**defaults, **options}

@@ -1,29 +1,26 @@
-"""Models: backbones by name and the LML-IQA branch.
+"""Models: the crop branch (`branch`), its backbones and layers, the scoring graph
+(`scoring`), the standalone `ImageQualityModel` (`image_quality`) and the NumPy-facing
+`Scorer` (`scorer`).
 
-Importing this package registers the custom layers and the standalone model
-(`image_quality`); builders load on first use.
+The names below load on first use. The Keras classes register with Keras as soon as
+TensorFlow and Keras are loaded (`keras_lmiqa._registration`).
 """
 
 import importlib
 
-from keras_lmiqa.models import (
-    image_quality,  # noqa: F401  registers the standalone model
-    layers,  # noqa: F401  registers the custom Keras layers
-)
-
-_BUILDERS = {
+_NAMES = {
     "build_backbone": "keras_lmiqa.models.backbones",
-    "build_branch": "keras_lmiqa.models.lmiqa_model",
-    "OUTPUTS": "keras_lmiqa.models.lmiqa_model",
+    "build_branch": "keras_lmiqa.models.branch",
+    "OUTPUTS": "keras_lmiqa.models.branch",
     "ImageQualityModel": "keras_lmiqa.models.image_quality",
-    "ImageQualityPreprocessor": "keras_lmiqa.models.image_quality",
+    "ImageQualityPreprocessor": "keras_lmiqa.models.preprocessor",
 }
 
 
 def __getattr__(name):
-    if name in _BUILDERS:
-        return getattr(importlib.import_module(_BUILDERS[name]), name)
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
     raise AttributeError(f"module 'keras_lmiqa.models' has no attribute {name!r}")
 
 
-__all__ = ["build_backbone", "build_branch", "OUTPUTS", "ImageQualityModel", "ImageQualityPreprocessor"]
+__all__ = list(_NAMES)

@@ -1,7 +1,7 @@
 """The standalone LML-IQA model: images in, the score dict out, nothing else needed.
 
 A keras-hub style task (`ImageQualityModel`) holding the trained branch (crops in,
-`lmiqa_model.build_branch`) and a serialisable preprocessor (`ImageQualityPreprocessor`)
+`branch.build_branch`) and a serialisable preprocessor (`ImageQualityPreprocessor`)
 that carries the run's `InferenceSpec` (window grid, saliency, pixel limit, score scale)
 in its `get_config`. A run's `model.keras` is this model:
 
@@ -10,10 +10,10 @@ in its `get_config`. A run's `model.keras` is this model:
     out = model(pixels)                           # uint8 [B, H, W, 3], one size
     out = model.score_images([a, b, png_bytes])   # mixed sizes: arrays, bytes or paths
 
-Both return `export.OUTPUT_KEYS` (score, mos, crop_scores, crop_weights, crop_windows,
+Both return `constants.OUTPUT_KEYS` (score, mos, crop_scores, crop_weights, crop_windows,
 crop_saliency), computed by the very graph the SavedModel export serves
-(`export.score_images`: each image on its own, its windows a chunk at a time), so the
-scores equal the export's. `model.branch` is the crop model for training and research.
+(`scoring.score_each_image`: each image on its own, its windows a chunk at a time), so
+the scores equal the export's. `model.branch` is the crop model for training and research.
 """
 
 from __future__ import annotations
@@ -22,39 +22,24 @@ import json
 import weakref
 
 import keras
+import tensorflow as tf
 
+from keras_lmiqa.constants import BYTES_SIGNATURE, MODEL_NAME, OUTPUT_KEYS, PIXELS_SIGNATURE, SIGNATURE_INPUTS
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.inference_spec import InferenceSpec
+from keras_lmiqa.models.preprocessor import ImageQualityPreprocessor
+
+# `scoring` and `scorer` (and through them the tf.data pipeline) are imported where they
+# are used: this module is imported to register the model as soon as TensorFlow loads
+# (`keras_lmiqa._registration`), for the gRPC client's protos too, which need none of it.
 
 # Traced scoring functions per model (not attributes: Keras and tf.saved_model would
 # track and save them with the model).
 _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def score_pixel_batch(branch, spec: InferenceSpec, pixels) -> dict:
-    """uint8 [B, H, W, 3] -> `OUTPUT_KEYS` (graph ops; the export's `score_pixels`)."""
-    import tensorflow as tf
-
-    from keras_lmiqa.export import pixels_one, score_images
-
-    return score_images(branch, spec, tf.convert_to_tensor(pixels, tf.uint8),
-                        lambda image, index: pixels_one(image, index, spec), "pixels")
-
-
-def score_encoded_batch(branch, spec: InferenceSpec, images) -> dict:
-    """Encoded images tf.string [B] -> `OUTPUT_KEYS` (graph ops; the export's `serving_default`)."""
-    import tensorflow as tf
-
-    from keras_lmiqa.export import decode_one, score_images
-
-    return score_images(branch, spec, tf.convert_to_tensor(images, tf.string),
-                        lambda contents, index: decode_one(contents, index, spec), "images")
-
-
 def check_pixels(images):
     """`images` as a uint8 [B, H, W, 3] tensor; ImageError saying what it got otherwise."""
-    import tensorflow as tf
-
     if isinstance(images, (list, tuple)):
         raise ImageError("images: the model takes one uint8 array [B, H, W, 3]; for a list of images of "
                          "different sizes (arrays, encoded bytes or paths) use model.score_images(list)")
@@ -78,40 +63,6 @@ def check_branch_input(branch, spec: InferenceSpec) -> None:
 
 
 @keras.saving.register_keras_serializable(package="keras_lmiqa")
-class ImageQualityPreprocessor(keras.layers.Layer):
-    """One image -> its inference crop windows and their saliency, by an `InferenceSpec`.
-
-    Args:
-        spec: the `InferenceSpec` (or its `to_dict()`), saved in `get_config`.
-
-    `call(image)` takes one uint8 [H, W, 3] image and returns {"image": it at the working
-    size (`working_size.to_working_size`), "windows": [G, 4] and "saliency": [G] on that
-    image} (`pipeline.inference_elements`); the crops are cut from the image a chunk at a
-    time by the task model, so memory holds one chunk whatever the image size.
-    """
-
-    def __init__(self, spec, **kwargs):
-        super().__init__(**kwargs)
-        self._spec = spec if isinstance(spec, InferenceSpec) else InferenceSpec.from_dict(spec)
-        self.built = True  # no weights: nothing to build
-
-    @property
-    def spec(self) -> InferenceSpec:
-        return self._spec
-
-    def call(self, image):
-        from keras_lmiqa.pipeline import inference_elements
-        from keras_lmiqa.working_size import to_working_size
-
-        image = to_working_size(image, self._spec.working_long_side)
-        windows, saliency = inference_elements(image, self._spec)
-        return {"image": image, "windows": windows, "saliency": saliency}
-
-    def get_config(self):
-        return {**super().get_config(), "spec": self._spec.to_dict()}
-
-
-@keras.saving.register_keras_serializable(package="keras_lmiqa")
 class ImageQualityModel(keras.Model):
     """Images -> quality: the trained branch with its preprocessor (keras-hub's task pattern).
 
@@ -123,7 +74,7 @@ class ImageQualityModel(keras.Model):
     Input contract of `call`: one uint8 tensor or array [B, H, W, 3] of RGB images of
     one size (any H, W with H * W <= spec.max_pixels). Other dtypes or ranks raise
     ImageError. For images of different sizes, encoded JPEG/PNG/GIF/BMP bytes or
-    file paths use `score_images(list)`. Returns `export.OUTPUT_KEYS`: `score` float32
+    file paths use `score_images(list)`. Returns `constants.OUTPUT_KEYS`: `score` float32
     [B] (normalised quality in [0, 1], higher = better), `mos` [B] (on the training
     dataset's scale and direction), and per-window `crop_*` [B, G(, 4)] padded to the
     batch's longest window list with empty windows.
@@ -152,7 +103,7 @@ class ImageQualityModel(keras.Model):
         return super().__call__(check_pixels(images), *args, **kwargs)
 
     def call(self, images, training=False):
-        import tensorflow as tf
+        from keras_lmiqa.models.scoring import score_pixel_batch
 
         pixels = tf.convert_to_tensor(images, tf.uint8)
         if tf.executing_eagerly():  # one traced graph rather than eager while-loops
@@ -162,7 +113,7 @@ class ImageQualityModel(keras.Model):
     def functions(self):
         """(encoded tf.string [B] -> outputs, uint8 [B, H, W, 3] -> outputs), traced once per model."""
         if self not in _FUNCTIONS:
-            import tensorflow as tf
+            from keras_lmiqa.models.scoring import score_encoded_batch, score_pixel_batch
 
             held = weakref.ref(self)  # the cached functions must not keep the model alive
             _FUNCTIONS[self] = (
@@ -180,9 +131,8 @@ class ImageQualityModel(keras.Model):
         return self.scorer(batch_size).run(images)
 
     def scorer(self, batch_size: int = 32, source: str | None = None, **options):
-        """A `keras_lmiqa.scorer.Scorer` running this model's graph (`options`: its max_file_bytes)."""
-        from keras_lmiqa.export import build_metadata
-        from keras_lmiqa.scorer import Scorer
+        """A `Scorer` running this model's graph (`options`: its max_file_bytes)."""
+        from keras_lmiqa.models.scorer import Scorer
 
         by_bytes, by_pixels = self.functions()
         return Scorer(by_bytes, by_pixels, build_metadata(self.spec, self.info), source or self.name,
@@ -213,5 +163,35 @@ def run_info(config, record: dict | None = None) -> dict:
     return {"backbone": config.backbone, "commit": record.get("commit"), "versions": record.get("versions", {})}
 
 
-__all__ = ["ImageQualityModel", "ImageQualityPreprocessor", "check_pixels", "image_quality_model", "run_info",
-           "score_encoded_batch", "score_pixel_batch"]
+METADATA_FORMAT = 2  # 2: the window count depends on the image (no fixed "grid_windows")
+
+
+def build_metadata(spec: InferenceSpec, info: dict) -> dict:
+    """What a model says about itself (the export's `lmiqa_metadata.json` without the
+    export's own fields): its spec, outputs and provenance."""
+    scale = spec.scale
+    return {
+        "format": METADATA_FORMAT,
+        "model_name": MODEL_NAME,
+        "dataset": {"name": spec.dataset, "scale": scale.to_dict()},
+        "score": {"range": [0.0, 1.0], "higher_better": True,
+                  "mos": {"low": scale.low, "high": scale.high, "higher_better": scale.higher_better,
+                          "kind": scale.kind}},
+        "crops": {"crop_size": spec.crop_size, "scales": list(spec.scales), "grid_size": spec.grid_size,
+                  "windows": "native scale tiles the image (ceil(H/S) x ceil(W/S)), grid_size^2 per coarser "
+                             "scale, duplicates removed; padded with empty windows in a batch",
+                  "window_rule": spec.window_rule, "working_long_side": spec.working_long_side,
+                  "max_windows": spec.max_windows,
+                  "saliency_long_side": spec.saliency_long_side, "max_pixels": spec.max_pixels},
+        "model": {"backbone": info.get("backbone"), "branch": spec.export_branch},
+        "signatures": {BYTES_SIGNATURE: {"inputs": {SIGNATURE_INPUTS[BYTES_SIGNATURE]: "string [batch]"}},
+                       PIXELS_SIGNATURE: {"inputs": {SIGNATURE_INPUTS[PIXELS_SIGNATURE]: "uint8 [batch, H, W, 3]"}},
+                       "outputs": list(OUTPUT_KEYS)},
+        "commit": info.get("commit"),
+        "versions": {**info.get("versions", {}), "export": {"tensorflow": tf.__version__,
+                                                            "keras": keras.__version__}},
+    }
+
+
+__all__ = ["ImageQualityModel", "ImageQualityPreprocessor", "build_metadata", "check_pixels", "image_quality_model",
+           "run_info"]

@@ -64,7 +64,7 @@ def resolve_model(model_path: str) -> str:
 def _test_records(dataset, config_path: str):
     """The run's own test split of `dataset`, refusing any other dataset."""
     from keras_lmiqa.datasets.splits import split_dataset
-    from keras_lmiqa.export import read_run_record
+    from keras_lmiqa.loading import read_run_record
 
     config, _, record = read_run_record(config_path)
     trained = record.get("dataset", {})

@@ -22,7 +22,7 @@ def explain_image(image_path: str, model_path: str, out_path: str) -> dict:
     """
     if not os.path.isfile(image_path):
         raise ImageError(f"image not found: {image_path}")
-    from keras_lmiqa.research import figures
+    from keras_lmiqa import plots  # matplotlib loads only to draw
     from keras_lmiqa.research.report import read_image
     from keras_lmiqa.saliency import spectral_residual
     from keras_lmiqa.scorer import load_scorer
@@ -35,7 +35,7 @@ def explain_image(image_path: str, model_path: str, out_path: str) -> dict:
     title = (f"{os.path.basename(image_path)}: quality {explanation['score']:.3f} (0-1, higher = better), "
              f"{scale.get('kind', 'MOS')} {explanation['mos']:.3g} on the "
              f"{scorer.metadata['dataset']['name']} scale")
-    png = figures.png_bytes(figures.explanation_figure(image, saliency, explanation, title))
+    png = plots.png_bytes(plots.explanation_figure(image, saliency, explanation, title))
     with artifacts.atomic_path(out_path) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(png)

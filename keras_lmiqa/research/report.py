@@ -64,14 +64,14 @@ def scatter_png(rows: list[dict], kind: str, title: str) -> bytes | None:
     4-parameter logistic, as PNG; None below 3 rows (no fit). The run report's and
     `lmiqa eval`'s figure."""
     from keras_lmiqa.metrics import fit_logistic
-    from keras_lmiqa.research import figures
+    from keras_lmiqa import plots  # matplotlib loads only to draw
 
     if len(rows) < 3:
         return None
     predicted = np.array([r["predicted_mos"] for r in rows], np.float64)
     subjective = np.array([r["mos"] for r in rows], np.float64)
     fit = fit_logistic(predicted, subjective)
-    return figures.png_bytes(figures.scatter_with_logistic(predicted, subjective, fit, kind, title))
+    return plots.png_bytes(plots.scatter_with_logistic(predicted, subjective, fit, kind, title))
 
 
 def write_png(path: str, png: bytes) -> None:
@@ -82,7 +82,7 @@ def write_png(path: str, png: bytes) -> None:
 
 def _figures(run_dir: str, record: dict, rows: list[dict]) -> dict[str, tuple[bytes, str]]:
     """name -> (PNG bytes, caption)."""
-    from keras_lmiqa.research import figures
+    from keras_lmiqa import plots  # matplotlib loads only to draw
     from keras_lmiqa.scorer import load_scorer
 
     scale = record["dataset"]["scale"]
@@ -94,7 +94,7 @@ def _figures(run_dir: str, record: dict, rows: list[dict]) -> dict[str, tuple[by
     history_path = os.path.join(run_dir, "history.json")
     if os.path.isfile(history_path):
         epochs = artifacts.read_json(history_path)["epochs"]
-        out["curves"] = (figures.png_bytes(figures.training_curves(epochs)),
+        out["curves"] = (plots.png_bytes(plots.training_curves(epochs)),
                          "Training loss terms and validation SRCC/PLCC per epoch.")
     chosen = gallery_rows(rows)
     if chosen:
@@ -106,7 +106,7 @@ def _figures(run_dir: str, record: dict, rows: list[dict]) -> dict[str, tuple[by
             items.append((read_image(row["path"]), explanation,
                           f"{os.path.basename(row['path'])}\n{scale.get('kind', 'MOS')} {row['mos']:.3g}, "
                           f"predicted {row['predicted_mos']:.3g}"))
-        out["gallery"] = (figures.png_bytes(figures.gallery(items)),
+        out["gallery"] = (plots.png_bytes(plots.gallery(items)),
                           "Test images with their inference crop windows: colour = importance weight, "
                           "label = the crop's quality score (0-1, higher = better).")
     return out

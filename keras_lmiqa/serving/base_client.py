@@ -20,7 +20,7 @@ from keras_lmiqa.serving.status import RequestError
 
 log = logging.getLogger(__name__)
 
-# Input alias of each exported signature (see keras_lmiqa/export.py).
+# Input alias of each exported signature (`constants.SIGNATURE_INPUTS`).
 INPUT_KEYS = {"serving_default": "images", "score_pixels": "pixels"}
 RETRYABLE = ("UNAVAILABLE",)
 

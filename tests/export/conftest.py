@@ -52,7 +52,7 @@ def exported(trained_run, tmp_path_factory) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def reference(trained_run):
     """(branch model, TrainConfig, ScoreScale) of the trained run, for predict_quality."""
-    from keras_lmiqa.export import load_branch, read_run_record
+    from keras_lmiqa.loading import load_branch, read_run_record
 
     config, scale, _ = read_run_record(os.path.join(trained_run, "config.json"))
     return load_branch(os.path.join(trained_run, "model.keras")), config, scale

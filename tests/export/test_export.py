@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lmiqa import export, image_io
+from keras_lmiqa import export, image_io, loading
 from keras_lmiqa.constants import version_dirs
 from keras_lmiqa.errors import ConfigError, ModelError
-from keras_lmiqa.evaluation import predict_quality
+from keras_lmiqa.models.scoring import predict_quality
 
 TOLERANCE = 1e-5
 
@@ -55,7 +55,7 @@ def test_serving_default_matches_predict_quality(served, image_files, reference)
 def test_mos_is_the_dataset_scale_mapping(served, reference, exported):
     _, _, scale = reference
     np.testing.assert_allclose(served["mos"], scale.to_mos(served["score"].astype(np.float64)), rtol=1e-6, atol=1e-5)
-    assert export.read_metadata(exported[1])["dataset"]["scale"] == scale.to_dict()
+    assert loading.read_metadata(exported[1])["dataset"]["scale"] == scale.to_dict()
 
 
 def test_score_pixels_matches_serving_default(loaded, image_files, toy_dataset):
@@ -137,7 +137,7 @@ def test_warmup_request_is_a_valid_prediction_log(loaded, exported):
 
 def test_metadata_file_and_module_function(loaded, exported, reference):
     _, config, _ = reference
-    metadata = export.read_metadata(exported[1])
+    metadata = loading.read_metadata(exported[1])
     assert metadata["crops"]["grid_size"] == config.grid_size and "native scale tiles" in metadata["crops"]["windows"]
     assert metadata["crops"]["crop_size"] == config.crop_size
     assert metadata["dataset"]["name"] == "csv" and metadata["version"] == 1
@@ -146,7 +146,7 @@ def test_metadata_file_and_module_function(loaded, exported, reference):
     in_graph = json.loads(loaded.metadata()["json"].numpy())
     assert {key: metadata[key] for key in in_graph} == in_graph
     with pytest.raises(ModelError, match="no LML-IQA metadata"):
-        export.read_metadata(os.path.dirname(exported[1]))
+        loading.read_metadata(os.path.dirname(exported[1]))
 
 
 def test_tfsm_layer_serves_the_export(exported, loaded, image_files):
@@ -167,10 +167,10 @@ def test_versions_overwrite_and_cli(exported, trained_run, tmp_path, capsys):
     os.makedirs(os.path.join(base, ".tmp-9-leftover"))  # a killed export's: not a version, removed by the next
     os.makedirs(os.path.join(base, "notes"))
     model = os.path.join(trained_run, "model.keras")
-    assert export.latest_version(base) == 1
+    assert loading.latest_version(base) == 1
 
     second = export.export_model(model, base)
-    assert second == os.path.join(base, "2") and export.latest_version(base) == 2
+    assert second == os.path.join(base, "2") and loading.latest_version(base) == 2
     assert version_dirs(base) == {1: os.path.join(base, "1"), 2: second}
     assert sorted(os.listdir(base)) == ["1", "2", "notes"]  # the leftover removed, no temp dir of ours left
     assert os.stat(second).st_mode & 0o755 == 0o755
@@ -182,13 +182,13 @@ def test_versions_overwrite_and_cli(exported, trained_run, tmp_path, capsys):
     with pytest.raises(ConfigError, match="positive integer"):
         export.export_model(model, base, version=0)
 
-    before = export.read_metadata(second)
+    before = loading.read_metadata(second)
     with open(os.path.join(second, "stale-marker"), "w") as handle:
         handle.write("old")
     assert lmiqa_main(["export", "--model", model, "--export-dir", base, "--version", "2", "--overwrite"]) == 0
     assert capsys.readouterr().out.strip() == second
     assert not os.path.exists(os.path.join(second, "stale-marker"))
-    assert export.read_metadata(second)["version"] == before["version"] == 2
+    assert loading.read_metadata(second)["version"] == before["version"] == 2
     assert sorted(os.listdir(base)) == ["1", "2", "notes"]
 
 
@@ -198,9 +198,9 @@ def test_missing_config_and_corrupt_model(trained_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model = str(run / "model.keras")
-    # A run folder made before the standalone model: model.keras holds the branch alone.
-    artifacts.save_keras(export.load_branch(os.path.join(trained_run, "model.keras")), model)
-    with pytest.raises(ModelError, match="config.json"):
+    # The branch alone is not a model file keras_lmiqa reads.
+    artifacts.save_keras(loading.load_branch(os.path.join(trained_run, "model.keras")), model)
+    with pytest.raises(ModelError, match="not an LML-IQA model"):
         export.export_model(model, str(tmp_path / "out"))
     shutil.copy(os.path.join(trained_run, "config.json"), run / "config.json")
     with open(model, "r+b") as handle:  # a partial copy
@@ -213,7 +213,7 @@ def test_missing_config_and_corrupt_model(trained_run, tmp_path):
         export.export_model(model, str(tmp_path / "out"))
     with pytest.raises(ModelError, match="model file not found"):
         export.export_model(str(run / "missing.keras"), str(tmp_path / "out"), config_path=str(run / "config.json"))
-    in_memory = export.load_image_model(os.path.join(trained_run, "model.keras"))
+    in_memory = loading.load_image_model(os.path.join(trained_run, "model.keras"))
     with pytest.raises(ModelError, match="config_path=.*config.json.*model file only"):
         export.export_model(in_memory, str(tmp_path / "out"), config_path=str(run / "config.json"))
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
@@ -225,7 +225,7 @@ import keras
 import keras_lmiqa
 import keras_lmiqa.models  # registers the custom layers
 from keras_lmiqa.export import read_run_record
-from keras_lmiqa.evaluation import predict_quality
+from keras_lmiqa.models.scoring import predict_quality
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 config, _, _ = read_run_record(sys.argv[2])
 print(json.dumps(predict_quality(model, sys.argv[3:], config).tolist()))

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lmiqa.errors import ImageError, ModelError
-from keras_lmiqa.evaluation import predict_quality
+from keras_lmiqa.models.scoring import predict_quality
 from keras_lmiqa.scorer import load_scorer
 
 TOLERANCE = 1e-5

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 import keras_lmiqa
-from keras_lmiqa import artifacts, export
+from keras_lmiqa import artifacts, loading
+from keras_lmiqa.constants import OUTPUT_KEYS
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.inference_spec import InferenceSpec
 
@@ -50,8 +51,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def _assert_outputs_close(got: dict, expected: dict) -> None:
-    assert set(got) == set(export.OUTPUT_KEYS)
-    for key in export.OUTPUT_KEYS:
+    assert set(got) == set(OUTPUT_KEYS)
+    for key in OUTPUT_KEYS:
         np.testing.assert_allclose(np.asarray(got[key], np.float32), np.asarray(expected[key]), atol=TOLERANCE,
                                    err_msg=key)
 
@@ -104,7 +105,7 @@ def test_fresh_process_loads_model_keras_alone_and_gives_serving_default_scores(
 
 
 def test_model_keras_holds_the_runs_inference_spec(model, trained_run):
-    config, scale, record = export.read_run_record(os.path.join(trained_run, "config.json"))
+    config, scale, record = loading.read_run_record(os.path.join(trained_run, "config.json"))
     metrics = artifacts.read_json(os.path.join(trained_run, "metrics.json"))
     assert model.spec == InferenceSpec.from_config(config, scale, record["dataset"]["name"], metrics["export_branch"])
     assert model.spec.export_branch in ("teacher", "student")
@@ -122,7 +123,7 @@ def test_export_cli_works_with_model_keras_alone(trained_run, loaded, exported, 
     assert main(["--model", str(alone / "model.keras"), "--export-dir", str(base)]) == 0  # what export.py runs
     assert sorted(os.listdir(alone)) == ["model.keras"]
     version = str(base / "1")
-    metadata, reference = export.read_metadata(version), export.read_metadata(exported[1])
+    metadata, reference = loading.read_metadata(version), loading.read_metadata(exported[1])
     for key in ("dataset", "score", "crops", "model", "commit"):
         assert metadata[key] == reference[key], key
     request = tf.constant([_png(image) for image in inputs["batch"]] + [inputs["jpeg"]])
@@ -131,23 +132,13 @@ def test_export_cli_works_with_model_keras_alone(trained_run, loaded, exported, 
                           loaded.signatures["serving_default"](images=request))
 
 
-def test_old_run_folder_with_config_json_keeps_working(trained_run, model, inputs, tmp_path):
+def test_a_file_of_the_branch_alone_is_refused_by_name(model, tmp_path):
     from keras_lmiqa.scorer import load_scorer
 
-    old = tmp_path / "old-run"
-    old.mkdir()
-    # Made the old way: model.keras holds the crop model only, config.json beside it.
-    artifacts.save_keras(model.branch, str(old / "model.keras"))
-    shutil.copy(os.path.join(trained_run, "config.json"), old / "config.json")
-    wrapped = export.load_image_model(str(old / "model.keras"))
-    assert [getattr(wrapped.spec, f) for f in export._SCORING_FIELDS] == \
-        [getattr(model.spec, f) for f in export._SCORING_FIELDS]
-    images = [inputs["first"], inputs["jpeg"]]
-    np.testing.assert_allclose(load_scorer(str(old / "model.keras")).score(images),
-                               model.score_images(images)["score"], atol=TOLERANCE)
-    os.remove(old / "config.json")
-    with pytest.raises(ModelError, match="config.json"):
-        load_scorer(str(old / "model.keras"))
+    path = str(tmp_path / "model.keras")
+    artifacts.save_keras(model.branch, path)  # a crop model, not an ImageQualityModel
+    with pytest.raises(ModelError, match=r"model.keras is not an LML-IQA model \(a Functional"):
+        load_scorer(path)
 
 
 def test_explicit_config_that_disagrees_with_the_model_is_refused(trained_run, tmp_path):
@@ -156,7 +147,7 @@ def test_explicit_config_that_disagrees_with_the_model_is_refused(trained_run, t
     other = tmp_path / "config.json"
     artifacts.write_json(str(other), record)
     with pytest.raises(ModelError, match=r"disagrees with the settings saved in .*model.keras \(grid_size\)"):
-        export.load_image_model(os.path.join(trained_run, "model.keras"), str(other))
+        loading.load_image_model(os.path.join(trained_run, "model.keras"), str(other))
 
 
 @pytest.mark.parametrize("make_input, message", [

@@ -26,7 +26,7 @@ from crafted import (
 from keras_lmiqa import image_io
 from keras_lmiqa.config import TrainConfig
 from keras_lmiqa.errors import ImageError
-from keras_lmiqa.evaluation import predict_quality
+from keras_lmiqa.models.scoring import predict_quality
 from keras_lmiqa.pipeline import (
     TrainPipeline,
     decode_image,
@@ -258,7 +258,7 @@ def test_one_pixel_wide_image_crops_hold_only_its_pixels():
 
 
 def test_training_evaluation_and_serving_see_the_same_rotated_image(untrained_export, untrained_model, tmp_path):
-    from keras_lmiqa.export import read_run_record
+    from keras_lmiqa.loading import read_run_record
 
     pixels = photo(48, 80)
     contents = exif_jpeg(pixels, 6)

@@ -28,7 +28,7 @@ def _one_line_error(capsys, command: str) -> str:
 
 
 def test_killed_export_leaves_no_version(untrained_model, tmp_path):
-    from keras_lmiqa import export
+    from keras_lmiqa import loading
     from keras_lmiqa.serving.model_repository import ModelRepository, served_versions
 
     base = tmp_path / "lmiqa"
@@ -48,7 +48,7 @@ def test_killed_export_leaves_no_version(untrained_model, tmp_path):
         process.kill()
         process.wait()
     assert [p.name for p in base.iterdir()] == [temporary[0].name]  # only the partial temporary folder
-    assert export.latest_version(str(base)) is None
+    assert loading.latest_version(str(base)) is None
     assert served_versions(str(base)) == {}
     repository = ModelRepository(str(base), poll_seconds=0)
     assert repository.refresh() == [] and repository.versions() == []
@@ -125,7 +125,7 @@ def photo_png(tmp_path_factory):
 @pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
 def test_corrupt_model_keras_is_a_clear_error(untrained_model, tmp_path, damage, capsys, photo_png):
     from keras_lmiqa.cli import main
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.scorer import load_scorer
 
     model = tmp_path / "model.keras"
@@ -148,7 +148,7 @@ def test_corrupt_model_keras_is_a_clear_error(untrained_model, tmp_path, damage,
 def test_model_with_a_lambda_layer_is_refused(tmp_path):
     import keras
 
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2.0)(inputs))
@@ -294,7 +294,7 @@ def test_model_keras_carries_a_checksum(untrained_model, tmp_path):
     import keras
 
     from keras_lmiqa import artifacts
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
 
     with zipfile.ZipFile(untrained_model) as archive:
         assert archive.comment.startswith(artifacts.CHECKSUM_PREFIX) and len(archive.comment) == 13 + 64
@@ -328,7 +328,7 @@ def test_flipped_weights_are_refused_at_load(run_copy, tmp_path, capsys, photo_p
     import keras
 
     from keras_lmiqa.cli import main
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.scorer import load_scorer
 
     model = run_copy / "model.keras"
@@ -352,7 +352,7 @@ def test_flipped_weights_are_refused_at_load(run_copy, tmp_path, capsys, photo_p
 
 
 def test_weights_flipped_in_place_fail_their_crc(run_copy):
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
 
     model = run_copy / "model.keras"
     start, size = _weights_span(model)
@@ -369,7 +369,7 @@ def test_a_model_scoring_outside_the_range_is_refused(tmp_path, photo_png, capsy
 
     from keras_lmiqa import artifacts
     from keras_lmiqa.cli import main
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.scorer import load_scorer
 
     path = write_untrained_run(str(tmp_path / "wild"))
@@ -389,7 +389,7 @@ def test_a_model_scoring_outside_the_range_is_refused(tmp_path, photo_png, capsy
 def test_bounded_score_clips_a_small_overshoot_and_fails_a_broken_one():
     import tensorflow as tf
 
-    from keras_lmiqa.export import bounded_score
+    from keras_lmiqa.models.scoring import bounded_score
 
     # -0.74: a working demo model on the export's warm-up gradient (unlike its training images)
     scores = tf.constant([0.25, 1.2, -0.1, 0.0, 1.0, -0.74, 3.0])
@@ -404,7 +404,7 @@ def test_bounded_score_clips_a_small_overshoot_and_fails_a_broken_one():
 def test_a_cut_checksum_record_is_named_as_such_not_blamed_on_the_weights(run_copy):
     import zipfile
 
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
 
     model = run_copy / "model.keras"
     with zipfile.ZipFile(model, "a") as archive:

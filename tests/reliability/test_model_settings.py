@@ -43,7 +43,7 @@ def standalone(untrained_model, tmp_path_factory) -> str:
 
     from keras_lmiqa import artifacts
     from keras_lmiqa.config import from_dict
-    from keras_lmiqa.export import load_branch
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.inference_spec import InferenceSpec
     from keras_lmiqa.models.image_quality import image_quality_model
 
@@ -151,7 +151,7 @@ def test_weights_that_do_not_score_as_the_card_says_are_refused(untrained_model,
     checksum passes, the reference score does not (the shipped model with NaN weights
     scored every image 0.61 this way)."""
     from keras_lmiqa import pretrained_models
-    from keras_lmiqa.export import load_image_model
+    from keras_lmiqa.loading import load_image_model
 
     folder = tmp_path / "packed"
     card = pretrained_models.pack_model(load_image_model(untrained_model), str(folder), {"name": "tiny"})

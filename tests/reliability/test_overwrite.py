@@ -28,7 +28,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 KILLED_EXPORT = """
 import json, os, signal, sys
-from keras_lmiqa import export
+from keras_lmiqa.export import versions
 from keras_lmiqa.cli import main
 
 point, base, model = sys.argv[1:4]
@@ -45,21 +45,21 @@ def die(label):
 if point == "before-exchange":
     def exchange(temporary, final):
         die("before")
-    export._exchange = exchange
+    versions._exchange = exchange
 elif point == "after-exchange":
-    real_exchange = export._exchange
+    real_exchange = versions._exchange
     def exchange(temporary, final):
         observe("before")
         assert real_exchange(temporary, final)
         die("after")
-    export._exchange = exchange
+    versions._exchange = exchange
 elif point == "between-renames":  # a file system without RENAME_EXCHANGE: the two-rename fallback
-    real_set_aside = export._set_aside
-    export._exchange = lambda temporary, final: False
+    real_set_aside = versions._set_aside
+    versions._exchange = lambda temporary, final: False
     def set_aside(final, previous):
         real_set_aside(final, previous)
         die("between")
-    export._set_aside = set_aside
+    versions._set_aside = set_aside
 sys.exit(main(["export", "--model", model, "--export-dir", base, "--version", "1", "--overwrite"]))
 """
 
@@ -75,7 +75,7 @@ def served(untrained_model, untrained_export, tmp_path):
 
 
 def _source(version_dir) -> str:
-    from keras_lmiqa.export import read_metadata
+    from keras_lmiqa.loading import read_metadata
 
     return read_metadata(str(version_dir))["source_model"]
 
@@ -197,7 +197,7 @@ def test_recover_exports_spares_running_exports(tmp_path, capsys):
 def test_two_rename_fallback_swaps_or_puts_the_old_version_back(tmp_path, monkeypatch):
     """Without RENAME_EXCHANGE: the new folder replaces N and nothing is left over; if the
     second rename fails, N is the old version again, and nothing is left over either."""
-    from keras_lmiqa import export
+    from keras_lmiqa.export import versions
     from keras_lmiqa.errors import ModelError
 
     base = tmp_path / "lmiqa"
@@ -209,9 +209,9 @@ def test_two_rename_fallback_swaps_or_puts_the_old_version_back(tmp_path, monkey
         (base / ".tmp-1-new").mkdir()
         (base / ".tmp-1-new" / "saved_model.pb").write_text(new)
 
-    monkeypatch.setattr(export, "_exchange", lambda temporary, final: False)
+    monkeypatch.setattr(versions, "_exchange", lambda temporary, final: False)
     folders("old", "new")
-    export._move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
+    versions.move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
     assert os.listdir(base) == ["1"] and (base / "1" / "saved_model.pb").read_text() == "new"
 
     folders("old", "new")
@@ -222,9 +222,9 @@ def test_two_rename_fallback_swaps_or_puts_the_old_version_back(tmp_path, monkey
             raise OSError(28, "No space left on device")
         real_rename(source, target)
 
-    monkeypatch.setattr(export.os, "rename", failing_rename)
+    monkeypatch.setattr(versions.os, "rename", failing_rename)
     with pytest.raises(ModelError, match="cannot move the export into place at .*No space left on device"):
-        export._move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
+        versions.move_into_place(str(base / ".tmp-1-new"), str(base / "1"), overwrite=True)
     monkeypatch.undo()
     assert sorted(os.listdir(base)) == [".tmp-1-new", "1"]  # the caller removes its own temporary folder
     assert (base / "1" / "saved_model.pb").read_text() == "old"

@@ -57,7 +57,8 @@ def test_an_image_scores_bit_identically_alone_and_in_any_request(signature, ord
 
 def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model):
     from keras_lmiqa.crops import grid_window_count
-    from keras_lmiqa.export import build_module, decode_one, score_images, windows_per_call
+    from keras_lmiqa.export import build_module
+    from keras_lmiqa.models.scoring import prepare_encoded, score_each_image, windows_per_call
 
     module, _ = build_module(untrained_model)
     spec = module.spec
@@ -71,8 +72,8 @@ def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model
             return module.model(crops, training=training)
 
     images = [IMAGES["large"], IMAGES["small"], IMAGES["tall"]]
-    function = tf.function(lambda batch: score_images(Counting(), spec, batch,
-                                                      lambda c, i: decode_one(c, i, spec))["score"])
+    function = tf.function(lambda batch: score_each_image(Counting(), spec, batch,
+                                                      lambda c, i: prepare_encoded(c, i, spec))["score"])
     scores = function(tf.constant(images)).numpy()
     chunk = windows_per_call(spec)
     counts = [grid_window_count(h, w, spec.crop_size, spec.scales, spec.grid_size)
@@ -84,9 +85,9 @@ def test_the_model_sees_one_image_and_at_most_one_chunk_per_call(untrained_model
 
 
 def test_a_thin_strip_is_refused_naming_max_windows(loaded, untrained_model):
-    from keras_lmiqa.export import build_module, max_windows
+    from keras_lmiqa.export import build_module
 
-    limit = max_windows(build_module(untrained_model)[0].spec)
+    limit = build_module(untrained_model)[0].spec.max_windows
     assert limit < 30000
     strip = png(np.full((1, 30000, 3), 128, np.uint8))  # 30 000 windows of one pixel each, in a 200-byte file
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:

@@ -236,7 +236,7 @@ def test_client_modules_load_no_model_or_training_code():
     # the clients themselves must not pull in model building, training or export.
     code = ("import sys; import keras_lmiqa.serving as s; s.Client; s.RestClient; "
             "from keras_lmiqa.serving import protos; protos.messages(); import keras_lmiqa.cli.score_cmd; "
-            "heavy = ('keras_lmiqa.models.lmiqa_model', 'keras_lmiqa.training', 'keras_lmiqa.export', "
+            "heavy = ('keras_lmiqa.models.branch', 'keras_lmiqa.training', 'keras_lmiqa.export', "
             "'keras_lmiqa.pipeline'); "
             "bad = [m for m in sys.modules if m.startswith(heavy)]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -15,7 +15,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 from keras_lmiqa.config import TrainConfig  # noqa: E402
-from keras_lmiqa.trainer import LMIQATrainer  # noqa: E402
+from keras_lmiqa.training.step import LMIQATrainer  # noqa: E402
 
 branch_mode = sys.argv[1] if len(sys.argv) > 1 else "ema"
 config = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=3, num_positives=1, batch_size=4,

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_lmiqa import training
 from keras_lmiqa.config import TrainConfig
-from keras_lmiqa.trainer import LOSS_NAMES
+from keras_lmiqa.training.step import LOSS_NAMES
 
 
 def _log(show_bar: bool, steps: int) -> training.EpochLog:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lmiqa.config import TrainConfig
-from keras_lmiqa.trainer import LMIQATrainer, teacher_momentum
+from keras_lmiqa.training.step import LMIQATrainer, teacher_momentum
 
 CONFIG = TrainConfig(backbone="tiny", weights="none", crop_size=32, num_crops=3, num_positives=2, batch_size=4,
                      dropout=0.0, head_units=16, embedding_dim=8, momentum=0.9, lr=1e-3, warmup_epochs=0.0)
@@ -171,7 +171,7 @@ def test_a_large_contrastive_gradient_leaves_the_quality_gradient_intact():
     """Each loss group is clipped to clip_norm on its own: multiplying the contrastive
     weight by 10^4 does not change the label terms' gradient (one global clip would
     have divided it by the contrastive gradient's norm)."""
-    from keras_lmiqa.trainer import clip_per_term
+    from keras_lmiqa.training.step import clip_per_term
 
     batch = _batch(3)
     light = LMIQATrainer(CONFIG.replace(lambda_lm=0.1, clip_norm=1.0), 10)

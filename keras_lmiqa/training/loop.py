@@ -37,14 +37,14 @@ from keras_lmiqa import artifacts, datasets
 from keras_lmiqa.config import TrainConfig, check_same_settings
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
-from keras_lmiqa.evaluation import evaluate_many, evaluate_records
+from keras_lmiqa.models.scoring import evaluate_many, evaluate_records
 from keras_lmiqa.inference_spec import InferenceSpec
 from keras_lmiqa.models.image_quality import image_quality_model, run_info
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
-from keras_lmiqa.trainer import LOSS_NAMES, LMIQATrainer
+from keras_lmiqa.training.step import LOSS_NAMES, LMIQATrainer
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("keras_lmiqa.training")  # the name users see in progress lines
 LOG_EVERY = 10  # steps between TensorBoard scalar writes
 PROGRESS_EVERY = 100  # steps between progress lines in the log (when no progress bar is shown)
 BEST_WEIGHTS = "best.weights.h5"  # the export branch at the best validation epoch so far
