@@ -93,8 +93,8 @@ def main(argv=None):
 
     from keras_lmiqa import pretrained_models
     from keras_lmiqa.constants import SCORING_BATCH_SIZE
-    from keras_lmiqa.models.scoring import prepare_encoded
     from keras_lmiqa.models import build_backbone
+    from keras_lmiqa.models.scoring import prepare_encoded
     from keras_lmiqa.working_size import decode_working
 
     files = photo_files(args.data_root, max(args.photos, args.folder_photos), args.sizes.split(","), args.photos)

@@ -28,6 +28,17 @@ CLIP_MODES = ("per_term", "global")
 SYNTHETIC_FAMILIES = ("noise_luma", "noise_color", "jpeg", "blur_gaussian", "blur_motion", "over_exposure",
                       "under_exposure", "contrast", "downscale", "saturation")
 SYNTHETIC_SIBLINGS = ("negative", "neutral")  # how a group's members see each other in L_lm
+# The method's components that `TrainConfig` can switch off (ablations).
+SWITCHES = ("use_intra_negatives", "use_mutual", "use_saliency", "use_contrastive")
+# ablation variant -> the switches it turns off.
+ABLATION_VARIANTS = {
+    "full": (),
+    "no-intra-negatives": ("use_intra_negatives",),
+    "no-mutual": ("use_mutual",),
+    "no-saliency": ("use_saliency",),
+    "no-contrastive": ("use_contrastive",),
+    "regression": SWITCHES,  # plain quality regression: every component off
+}
 # What `backbone_options` may set for vit_s16 (keras_hub.models.DeiTBackbone arguments).
 VIT_ARCHITECTURE_KEYS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim")
 

@@ -26,6 +26,7 @@ new folder; `... working-size --name NAME --long-side L` sets a shipped model's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -36,6 +37,7 @@ import numpy as np
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.errors import ModelError
+from keras_lmiqa.inference_spec import InferenceSpec
 
 # The default model is the first of these that is shipped and whose card shows it meets
 # the release targets (`release_shortfalls`); the last one, the BIQ2021 specialist, is the
@@ -127,8 +129,6 @@ def card_inference(spec) -> dict:
 def _check_card_inference(folder: str, card: dict) -> None:
     """The card's `inference` must be the spec stored in model.json (itself within the
     spec's bounds): what `lmiqa models` shows is what scores. JSON only, a few ms."""
-    from keras_lmiqa.inference_spec import InferenceSpec
-
     path = os.path.join(folder, MODEL_FILE)
     try:
         spec_values = artifacts.read_json(path)["config"]["preprocessor"]["config"]["spec"]
@@ -352,8 +352,6 @@ def set_working_size(folder: str, working_long_side: int) -> dict:
     are. The card's metrics are not remeasured: check them when the working size is
     below the training photos' size (rerun `pack` with --check-csv).
     """
-    import dataclasses
-
     from keras_lmiqa.models.image_quality import image_quality_model
 
     model = load_folder(folder)

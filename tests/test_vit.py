@@ -180,9 +180,9 @@ def test_train_py_trains_a_vit_on_the_demo_then_the_export_scores_like_the_keras
     """`train.py --backbone vit_s16 --weights none --crop-size 32` on a small demo set
     (the full ViT-S/16 on 2x2 patch grids), then the SavedModel scores image bytes as
     the Keras model scores the same crops."""
-    from keras_lmiqa.models.scoring import predict_quality
     from keras_lmiqa.export import export_model
     from keras_lmiqa.loading import load_branch, read_run_record
+    from keras_lmiqa.models.scoring import predict_quality
 
     run = str(tmp_path / "run")
     started = time.monotonic()

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 
 from keras_lmiqa.cli.protocol_cmd import add_common, print_config, resolve_training_config
+from keras_lmiqa.config import ABLATION_VARIANTS as VARIANTS
+from keras_lmiqa.research.tables import markdown
 
 
 def run(args: argparse.Namespace) -> int:
     from keras_lmiqa.research.ablation import run_ablation
-    from keras_lmiqa.research.tables import markdown
 
     config, output_dir = resolve_training_config(args, "ablation")
     if args.print_config:
@@ -32,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from keras_lmiqa.research.ablation import VARIANTS
-
     parser = subparsers.add_parser("ablate", help="run the ablations on the same splits and compare",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(parser, repeats=1)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+from keras_lmiqa.errors import ConfigError
+from keras_lmiqa.research.tables import markdown
+
 
 def _run_spec(text: str) -> tuple[str, str]:
     label, sep, path = text.partition("=")
@@ -22,9 +25,7 @@ def _run_spec(text: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_lmiqa.errors import ConfigError
     from keras_lmiqa.research.crossdata import cross_matrix, parse_dataset_spec
-    from keras_lmiqa.research.tables import markdown
 
     runs = dict(args.runs)
     if len(runs) != len(args.runs):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from keras_lmiqa import datasets
 from keras_lmiqa.errors import ConfigError
 
 
@@ -52,8 +53,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _list() -> int:
-    from keras_lmiqa import datasets
-
     for name in datasets.NAMES:
         try:
             text = datasets.layout(name)
@@ -64,7 +63,6 @@ def _list() -> int:
 
 
 def _check(args) -> int:
-    from keras_lmiqa import datasets
     from keras_lmiqa.datasets.check import check, format_summary
 
     options = dict(parse_option(text) for text in args.option)

@@ -14,17 +14,17 @@ OUT/predictions.csv and OUT/scatter.png (predicted vs subjective scores with the
 from __future__ import annotations
 
 import argparse
+import os
 
+from keras_lmiqa import artifacts
 from keras_lmiqa.cli.train_cmd import _key_value
 from keras_lmiqa.constants import SCORING_BATCH_SIZE
+from keras_lmiqa.errors import ConfigError
 
 SCATTER_FILE = "scatter.png"
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ConfigError
-
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     artifacts.writable_folder(args.output_dir, "--output-dir")  # before the model loads and the images score
@@ -41,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_scatter(output_dir: str, result: dict) -> None:
-    import os
-
     from keras_lmiqa.research.report import scatter_png, write_png
 
     dataset = result["dataset"]

@@ -4,15 +4,14 @@
     lmiqa export --pretrained biq2021-mobilenet-v2 --export-dir EXPORTS/lmiqa   # a shipped model
     lmiqa export --export-dir EXPORTS/lmiqa --clean
 
-The model.keras alone is enough: it carries the run's inference settings (a model.keras
-of an older run, holding the crop model only, needs its config.json beside it).
+The model.keras alone is enough: it carries the run's inference settings.
 
 Writes `EXPORTS/lmiqa/<N>/` (default N: one above the highest version present) and
 prints that folder. `--overwrite` swaps the new folder in atomically: version N is
 there at every moment. Each export first recovers what killed exports left (a version
 an overwrite had moved aside is put back; their `.tmp-*` folders are removed);
-`--clean` does only that and prints what it did. See `keras_lmiqa.export` for the
-signatures and metadata.
+`--clean` does only that and prints what it did. See `keras_lmiqa.export.savedmodel`
+for the signatures and metadata.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_lmiqa import artifacts
+from keras_lmiqa.errors import ConfigError
+
 
 def run(args: argparse.Namespace) -> int:
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ConfigError
-
     artifacts.writable_folder(args.export_dir, "--export-dir")
     if args.clean:
         from keras_lmiqa.export import recover_exports
@@ -62,9 +61,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="version number (default: one above the highest present, 1 for a new folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace version N if it exists")
     parser.add_argument("--config", default=None, metavar="PATH",
-                        help="the run's config.json, needed only by a model.keras of an older run (the crop "
-                             "model alone; default: config.json beside --model). A standalone model.keras "
-                             "carries its settings; a --config given with it must agree with them")
+                        help="a run's config.json to check against: the model.keras carries its own settings, "
+                             "and a --config given with it must agree with them")
     parser.add_argument("--clean", action="store_true",
                         help="only recover from killed exports in --export-dir (restore a version an overwrite "
                              "moved aside, remove their .tmp-* folders), print what was done, and exit")

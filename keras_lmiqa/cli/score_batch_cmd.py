@@ -24,6 +24,7 @@ import os
 import sys
 
 from keras_lmiqa.constants import SCORING_BATCH_SIZE
+from keras_lmiqa.errors import ConfigError, ModelError
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner", "PrismRunner")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -32,8 +33,6 @@ FORMATS = ("csv", "jsonl", "parquet")
 def _import_beam():
     """apache_beam, quietly (its import logs a bigquery-client warning irrelevant here);
     ConfigError naming the extra when it is not installed."""
-    from keras_lmiqa.errors import ConfigError
-
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -47,8 +46,6 @@ def _import_beam():
 
 
 def _check_arguments(args) -> None:
-    from keras_lmiqa.errors import ConfigError, ModelError
-
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not (math.isfinite(args.max_image_mb) and args.max_image_mb > 0):
@@ -84,7 +81,6 @@ def _check_inputs(patterns: list[str]) -> list[str]:
     for one that matches no file (listing at most one file of each)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from keras_lmiqa.errors import ConfigError
 
     checked = []
     for pattern in patterns:
@@ -132,8 +128,6 @@ def _counter(result, name: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_lmiqa.errors import ConfigError
-
     beam = _import_beam()
     _check_arguments(args)
     patterns = _check_inputs(args.input)

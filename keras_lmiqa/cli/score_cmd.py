@@ -27,7 +27,9 @@ import math
 import os
 import sys
 
+from keras_lmiqa import artifacts
 from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
+from keras_lmiqa.errors import ConfigError, ImageError
 
 PROGRESS_ABOVE = 50  # show progress (stderr, on a terminal) for more images than this
 
@@ -96,9 +98,6 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
 
 def _write(rows: list[dict], args, outputs: dict) -> None:
     """The table on stdout, or `outputs` ({flag: checked path}) each written atomically."""
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ConfigError
-
     for flag, path in outputs.items():
         if flag == "--html":
             _write_html(rows, args, path)
@@ -130,7 +129,6 @@ def _write(rows: list[dict], args, outputs: dict) -> None:
 
 
 def _write_html(rows: list[dict], args, path: str) -> None:
-    from keras_lmiqa.errors import ConfigError
     from keras_lmiqa.ui.report import write_report
 
     try:
@@ -152,9 +150,6 @@ def _json_number(value: float):
 
 def _check_arguments(args) -> dict:
     """Flag checks before any work; returns {flag: path} of the checked output files."""
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ConfigError
-
     if args.pretrained:
         from keras_lmiqa.pretrained_models import model_folder
 
@@ -188,9 +183,6 @@ def _image_paths(items: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ImageError
-
     outputs = _check_arguments(args)
     max_file_bytes = int(args.max_image_mb * 2 ** 20)
     paths = _image_paths(args.images)

@@ -24,14 +24,13 @@ import argparse
 import os
 import sys
 
+from keras_lmiqa import artifacts
 from keras_lmiqa.constants import SCORING_BATCH_SIZE
+from keras_lmiqa.errors import ConfigError
 
 
 def _check(args) -> str:
     """Flag checks before any work; returns the output folder."""
-    from keras_lmiqa import artifacts
-    from keras_lmiqa.errors import ConfigError
-
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.seed < 0:

@@ -15,6 +15,7 @@ import math
 import sys
 
 from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME
+from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.limits import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_REQUEST_PIXELS,
@@ -28,8 +29,6 @@ MAX_REQUEST_MB = GRPC_MESSAGE_LIMIT_BYTES // 2 ** 20  # 2047
 
 def check_arguments(args: argparse.Namespace) -> None:
     """ConfigError (one line, exit 2) for a flag out of range, before anything starts."""
-    from keras_lmiqa.errors import ConfigError
-
     if args.ui and args.rest_port is None:
         raise ConfigError("--ui needs --rest-port: the page is served on the REST port")
     if not (math.isfinite(args.max_request_mb) and 0 < args.max_request_mb <= MAX_REQUEST_MB):

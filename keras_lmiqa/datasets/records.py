@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import os
@@ -169,8 +170,6 @@ def read_csv_table(path: str, dataset: str, required: Sequence[str]) -> list[tup
     Blank lines are ignored; a missing required column or a row too short to hold every
     required column raises a DatasetError naming the file.
     """
-    import csv
-
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [cell.strip() for cell in next(reader, [])]

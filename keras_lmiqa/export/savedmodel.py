@@ -106,7 +106,8 @@ def warmup_record(contents: bytes) -> bytes:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
     request.model_spec.signature_name = BYTES_SIGNATURE
-    request.inputs[SIGNATURE_INPUTS[BYTES_SIGNATURE]].CopyFrom(tf.make_tensor_proto([contents], dtype=tf.string, shape=[1]))
+    tensor = tf.make_tensor_proto([contents], dtype=tf.string, shape=[1])
+    request.inputs[SIGNATURE_INPUTS[BYTES_SIGNATURE]].CopyFrom(tensor)
     log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
     return log.SerializeToString()
 

@@ -15,21 +15,12 @@ from __future__ import annotations
 
 import os
 
-from keras_lmiqa.config import TrainConfig
+from keras_lmiqa.config import ABLATION_VARIANTS as VARIANTS
+from keras_lmiqa.config import SWITCHES, TrainConfig
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.research import tables
 from keras_lmiqa.research.protocol import run_protocol
 
-SWITCHES = ("use_intra_negatives", "use_mutual", "use_saliency", "use_contrastive")
-# variant -> the switches it turns off.
-VARIANTS = {
-    "full": (),
-    "no-intra-negatives": ("use_intra_negatives",),
-    "no-mutual": ("use_mutual",),
-    "no-saliency": ("use_saliency",),
-    "no-contrastive": ("use_contrastive",),
-    "regression": SWITCHES,  # plain quality regression: every component off
-}
 TABLE_METRICS = ("srcc", "plcc")
 
 

@@ -15,8 +15,7 @@ import os
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.config import parse_yaml
-from keras_lmiqa.errors import shown
-from keras_lmiqa.errors import ConfigError
+from keras_lmiqa.errors import ConfigError, shown
 from keras_lmiqa.research import tables
 from keras_lmiqa.research.evaluate import (
     METRICS_FILE,

@@ -23,8 +23,9 @@ import os
 import numpy as np
 
 from keras_lmiqa import artifacts
+from keras_lmiqa.config import SWITCHES
 from keras_lmiqa.errors import LmiqaError
-from keras_lmiqa.metrics import METRIC_KEYS
+from keras_lmiqa.metrics import METRIC_KEYS, fit_logistic
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ def scatter_png(rows: list[dict], kind: str, title: str) -> bytes | None:
     """Predicted vs subjective scores of `rows` ({"mos", "predicted_mos"}) with the fitted
     4-parameter logistic, as PNG; None below 3 rows (no fit). The run report's and
     `lmiqa eval`'s figure."""
-    from keras_lmiqa.metrics import fit_logistic
     from keras_lmiqa import plots  # matplotlib loads only to draw
 
     if len(rows) < 3:
@@ -132,8 +132,7 @@ def _page(record: dict, metrics: dict, figures: dict[str, tuple[bytes, str]]) ->
                       + ", ".join(f"{part} {count}" for part, count in (metrics.get("images") or {}).items()),
              "backbone": f"{config.get('backbone')}, crops {config.get('crop_size')} px",
              "epochs": f"{config.get('epochs')} (best validation epoch {metrics.get('val', {}).get('epoch')})",
-             "switches": ", ".join(f"{k}={config.get(k)}" for k in
-                                   ("use_contrastive", "use_intra_negatives", "use_mutual", "use_saliency")),
+             "switches": ", ".join(f"{k}={config.get(k)}" for k in sorted(SWITCHES)),
              "synthetic ranking": (f"{config.get('synthetic_groups')} groups of a photo and "
                                    f"{config.get('synthetic_copies')} copies a batch, weight "
                                    f"{config.get('lambda_synthetic')}" if config.get("synthetic_groups") else "off"),

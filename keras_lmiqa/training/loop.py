@@ -33,13 +33,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lmiqa import artifacts, datasets
+from keras_lmiqa import __version__, artifacts, datasets
 from keras_lmiqa.config import TrainConfig, check_same_settings
 from keras_lmiqa.datasets.splits import split_dataset
 from keras_lmiqa.errors import ConfigError
-from keras_lmiqa.models.scoring import evaluate_many, evaluate_records
 from keras_lmiqa.inference_spec import InferenceSpec
 from keras_lmiqa.models.image_quality import image_quality_model, run_info
+from keras_lmiqa.models.scoring import evaluate_many, evaluate_records
 from keras_lmiqa.pipeline import TrainPipeline, find_all_undecodable, raise_for_bad_image
 from keras_lmiqa.strategy import is_chief, resolve_strategy, worker_id
 from keras_lmiqa.training.step import LOSS_NAMES, LMIQATrainer
@@ -85,8 +85,6 @@ def _run_record(config: TrainConfig, dataset, split) -> dict:
 
 
 def _package_version() -> str:
-    from keras_lmiqa import __version__
-
     return __version__
 
 

@@ -43,8 +43,8 @@ def standalone(untrained_model, tmp_path_factory) -> str:
 
     from keras_lmiqa import artifacts
     from keras_lmiqa.config import from_dict
-    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.inference_spec import InferenceSpec
+    from keras_lmiqa.loading import load_branch
     from keras_lmiqa.models.image_quality import image_quality_model
 
     spec = InferenceSpec.from_config(from_dict({**SMALL_RUN, "dataset": "csv"}))

@@ -197,8 +197,8 @@ def test_recover_exports_spares_running_exports(tmp_path, capsys):
 def test_two_rename_fallback_swaps_or_puts_the_old_version_back(tmp_path, monkeypatch):
     """Without RENAME_EXCHANGE: the new folder replaces N and nothing is left over; if the
     second rename fails, N is the old version again, and nothing is left over either."""
-    from keras_lmiqa.export import versions
     from keras_lmiqa.errors import ModelError
+    from keras_lmiqa.export import versions
 
     base = tmp_path / "lmiqa"
 
