@@ -1,5 +1,5 @@
 """Serving memory: the development server's resident memory (RSS) per request, for the
-largest requests its limits allow and for the cases of issue 15.
+largest requests its limits allow and for requests of extreme shapes.
 
 The server runs in a child process (`LocalServer`, its own interpreter and TF runtime);
 for each request this script resets the child's peak RSS (`/proc/PID/clear_refs` 5),
@@ -7,8 +7,8 @@ sends the request, and reads
     peak   VmHWM during the request, minus the idle baseline
     after  VmRSS 3 s after the answer, minus the idle baseline
 Cases (encoded images are flat-colour PNGs or JPEGs: a few KB declaring many pixels):
-    tall_wide     a 16000x40 and a 40x16000 PNG in one request (issue 15: +1.5 GB)
-    four_7000     four 7000x7000 PNGs in one request (issue 15: 4.75 GB peak)
+    tall_wide     a 16000x40 and a 40x16000 PNG in one request
+    four_7000     four 7000x7000 PNGs in one request
     worst_png     one PNG of the most pixels the limits allow (the export's max_pixels and
                   the server's max_request_pixels): the worst request for memory
     worst_jpeg    the same as a JPEG

@@ -71,7 +71,7 @@ class TrainConfig:
     max_pixels: int = 50_000_000  # images above this pixel count are refused
     # Images whose long side exceeds this are downscaled to it (antialiased) for training
     # and scoring: the resolution of the training photos (keras_lmiqa.working_size). 0:
-    # native pixels at any size (runs made before the field).
+    # native pixels at any size.
     working_long_side: int = 0
     # crops
     crop_size: int = 224

@@ -80,8 +80,8 @@ class InferenceSpec:
         score_low, score_high, higher_better, score_kind: the training dataset's score
             scale and direction, for the `mos` output (see `ScoreScale`).
         dataset: the training dataset's name.
-        export_branch: the branch the model holds ("teacher" / "student"; "auto" in
-            run folders made before the branch was recorded).
+        export_branch: the branch the model holds ("teacher" / "student"; "auto" when
+            the run did not record it).
         window_rule: the window set rule, implied by `working_long_side`: `NATIVE_RULE`
             without one, `WORKING_SIZE_RULE` with one (left out, it is filled in).
     """

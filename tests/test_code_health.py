@@ -1,4 +1,4 @@
-"""Code-health rules of issue 16: short functions, training free of research/, one twin each."""
+"""Code-health rules: short functions, training free of research/, one twin each."""
 
 import ast
 import os
@@ -31,7 +31,7 @@ def test_training_does_not_import_research():
 
 
 def test_shared_names_are_defined_once():
-    # Each twin now lives in keras_lmiqa/constants.py only.
+    # Each lives in keras_lmiqa/constants.py only.
     for name in ("OUTPUT_KEYS", "WARMUP_FILE", "MODEL_NAME", "def version_dirs", "32 * 1024 * 1024", "32 * 2 ** 20"):
         holders = []
         for folder, _, files in os.walk(os.path.join(ROOT, "keras_lmiqa")):

@@ -118,7 +118,7 @@ def test_card_reports_the_test_split_figures_it_was_shipped_on(name):
     card = shipped.model_card(name)
     metrics = card["shipped_metrics"]
     assert metrics["n"] == 2000 and set(metrics) >= {"srcc", "plcc", "krcc", "rmse"}
-    # Shipped only above issue 13's bar, and float16 matrices stay within 1e-3 of float32.
+    # Shipped only above the release targets, and float16 matrices stay within 1e-3 of float32.
     assert metrics["srcc"] >= 0.78
     assert card["float16"]["images"] == 2000 and card["float16"]["max_abs_mos_difference"] <= 1e-3
     with open(os.path.join(shipped.model_folder(name), shipped.CARD_TEXT_FILE), encoding="utf-8") as handle:

@@ -3,7 +3,7 @@
     lmiqa serve --export-dir EXPORTS/lmiqa [--port 8500] [--rest-port 8501] [--host 127.0.0.1]
     lmiqa serve --export-dir EXPORTS/lmiqa --rest-port 8501 --ui   # + a photo page at http://127.0.0.1:8501/
 
-For development and tests only; production runs TF Serving (serving/README.md). Prints
+For development and tests only; production runs TF Serving (deploy/README.md). Prints
 `serving lmiqa versions [..] on HOST:PORT` once ready; SIGINT/SIGTERM stop it cleanly.
 Port 0 picks a free port (printed on the ready line).
 """

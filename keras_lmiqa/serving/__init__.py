@@ -3,7 +3,7 @@
 - :class:`Client`: gRPC (TF Serving's PredictionService/ModelService).
 - :class:`RestClient`: TF Serving's REST API, urllib only.
 - `keras_lmiqa.serving.local_server`: `lmiqa serve`, a development server with the
-  same APIs (imports TensorFlow; production is TF Serving, see serving/README.md).
+  same APIs (imports TensorFlow; production is TF Serving, see deploy/README.md).
 
 The clients build no model and load no training code, but they need TensorFlow
 installed: `import keras_lmiqa` registers the Keras layers, and the request messages are

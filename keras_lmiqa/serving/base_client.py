@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from keras_lmiqa.constants import CROP_KEYS, MODEL_NAME, OUTPUT_KEYS
+from keras_lmiqa.constants import BYTES_SIGNATURE, CROP_KEYS, MODEL_NAME, OUTPUT_KEYS, SIGNATURE_INPUTS
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.images import as_inputs, read_bytes
 from keras_lmiqa.serving.status import RequestError
@@ -21,7 +21,7 @@ from keras_lmiqa.serving.status import RequestError
 log = logging.getLogger(__name__)
 
 # Input alias of each exported signature (`constants.SIGNATURE_INPUTS`).
-INPUT_KEYS = {"serving_default": "images", "score_pixels": "pixels"}
+INPUT_KEYS = SIGNATURE_INPUTS
 RETRYABLE = ("UNAVAILABLE",)
 
 Progress = Callable[[int, int], None]
@@ -30,7 +30,7 @@ Progress = Callable[[int, int], None]
 class BaseClient:
     """Shared scoring logic. Args are those of :class:`keras_lmiqa.serving.Client`."""
 
-    def __init__(self, model_name: str = MODEL_NAME, signature: str = "serving_default", timeout: float = 10.0,
+    def __init__(self, model_name: str = MODEL_NAME, signature: str = BYTES_SIGNATURE, timeout: float = 10.0,
                  batch_size: int = 32, retries: int = 3, backoff: float = 0.25, input_key: str | None = None):
         if not model_name:
             raise ConfigError(f"model_name must be non-empty. Received: model_name={model_name!r}")

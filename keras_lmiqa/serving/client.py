@@ -18,7 +18,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME
+from keras_lmiqa.constants import BYTES_SIGNATURE, MAX_MESSAGE_BYTES, MODEL_NAME
 from keras_lmiqa.serving import protos
 from keras_lmiqa.serving.base_client import BaseClient
 from keras_lmiqa.serving.status import RequestError
@@ -43,7 +43,7 @@ class Client(BaseClient):
         credentials: optional `grpc.ChannelCredentials` for TLS (e.g. behind Envoy).
     """
 
-    def __init__(self, target: str, model_name: str = MODEL_NAME, signature: str = "serving_default",
+    def __init__(self, target: str, model_name: str = MODEL_NAME, signature: str = BYTES_SIGNATURE,
                  timeout: float = 10.0, batch_size: int = 32, retries: int = 3, *, backoff: float = 0.25,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  credentials: grpc.ChannelCredentials | None = None):

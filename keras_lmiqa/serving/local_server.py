@@ -3,7 +3,7 @@
     lmiqa serve --export-dir exports/lmiqa --port 8500 --rest-port 8501
 
 This is for development and tests, where `tensorflow_model_server` is not installed.
-Production is TF Serving itself (see serving/README.md): this server has no request
+Production is TF Serving itself (see deploy/README.md): this server has no request
 batching across clients, no monitoring and no TLS, and it binds 127.0.0.1 unless told
 otherwise. Like TF Serving with `--enable_model_warmup`, it replays a version's
 `assets.extra/tf_serving_warmup_requests` before serving it.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from keras_lmiqa.constants import MODEL_NAME, WARMUP_FILE, version_dirs
+from keras_lmiqa.constants import BYTES_SIGNATURE, MODEL_NAME, WARMUP_FILE, version_dirs
 from keras_lmiqa.errors import ModelError
 from keras_lmiqa.image_io import error_reason
 from keras_lmiqa.serving.status import RequestError, code_name
@@ -71,7 +71,7 @@ class Servable:
         count = 0
         for record in tf.data.TFRecordDataset(path).take(100).as_numpy_iterator():
             request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-            function = self.signatures[request.model_spec.signature_name or "serving_default"]
+            function = self.signatures[request.model_spec.signature_name or BYTES_SIGNATURE]
             function(**{alias: tf.constant(tf.make_ndarray(proto)) for alias, proto in request.inputs.items()})
             count += 1
         return count

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from keras_lmiqa.constants import MAX_MESSAGE_BYTES
+from keras_lmiqa.constants import BYTES_SIGNATURE, MAX_MESSAGE_BYTES
 from keras_lmiqa.image_io import error_reason, gif_pixels, header_size, image_format
 from keras_lmiqa.serving.limits import DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_REQUEST_PIXELS
 from keras_lmiqa.serving.model_repository import ModelRepository, Servable
@@ -26,7 +26,7 @@ from keras_lmiqa.serving.status import RequestError, code_name
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = BYTES_SIGNATURE
 RELEASE_ABOVE_PIXELS = 1_000_000  # requests from this size on give freed memory back (`release_memory`)
 
 

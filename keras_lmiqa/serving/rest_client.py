@@ -16,7 +16,7 @@ import urllib.request
 
 import numpy as np
 
-from keras_lmiqa.constants import MODEL_NAME
+from keras_lmiqa.constants import BYTES_SIGNATURE, MODEL_NAME
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.base_client import BaseClient
 from keras_lmiqa.serving.status import RequestError, code_from_http
@@ -34,7 +34,7 @@ class RestClient(BaseClient):
     """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8501", model_name: str = MODEL_NAME,
-                 signature: str = "serving_default", timeout: float = 10.0, batch_size: int = 32,
+                 signature: str = BYTES_SIGNATURE, timeout: float = 10.0, batch_size: int = 32,
                  retries: int = 3, *, backoff: float = 0.25, headers: dict[str, str] | None = None):
         super().__init__(model_name, signature, timeout, batch_size, retries, backoff)
         parsed = urllib.parse.urlparse(base_url)

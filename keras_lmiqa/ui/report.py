@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from keras_lmiqa import artifacts
+from keras_lmiqa.crops import window_mask
 from keras_lmiqa.ui import bundle
 from keras_lmiqa.ui.thumbnails import thumbnails
 
@@ -27,7 +28,7 @@ def _crops(row: dict) -> list[list[float]]:
     windows = np.asarray(row.get("crop_windows", np.zeros((0, 4))), np.float64).reshape(-1, 4)
     scores = np.asarray(row.get("crop_scores", np.zeros(0)), np.float64).reshape(-1)
     weights = np.asarray(row.get("crop_weights", np.zeros(0)), np.float64).reshape(-1)
-    real = (windows[:, 2] > windows[:, 0]) & (windows[:, 3] > windows[:, 1])
+    real = window_mask(windows)
     return [[round(float(v), 1) for v in window] + [round(float(s), 4), round(float(w), 4)]
             for window, s, w, keep in zip(windows, scores, weights, real) if keep]
 

@@ -1,4 +1,4 @@
-"""Scores a dataset can hold: finite and within MAX_ABS_SCORE (1e308 used to pass and normalise
+"""Scores a dataset can hold: finite and within MAX_ABS_SCORE (1e308 would pass and normalise
 every image to NaN or 0); a training set whose scores are all equal is trained with a warning."""
 
 from __future__ import annotations

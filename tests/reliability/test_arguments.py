@@ -1,7 +1,7 @@
 """Flags out of range: one clear line naming the flag, exit code 2, before any work.
 
-`lmiqa serve --port 70000` used to bind port 4464 (70000 mod 65536); the other cases
-ended in tracebacks. Each case here runs the real `lmiqa` entry point in-process.
+`lmiqa serve --port 70000` must not bind port 4464 (70000 mod 65536) nor end in a
+traceback. Each case here runs the real `lmiqa` entry point in-process.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_ports_at_the_edges_pass_the_check():
     ("poll_seconds", -1.0, "poll_seconds must be >= 0 (0 disables polling), got -1.0"),
 ])
 def test_the_server_api_refuses_settings_out_of_range(setting, value, message, tmp_path):
-    """`LocalServer` itself, not only `lmiqa serve`: port 70000 used to bind port 4464."""
+    """`LocalServer` itself, not only `lmiqa serve`, refuses port 70000 (it would bind 4464)."""
     from keras_lmiqa.errors import ConfigError
     from keras_lmiqa.serving.local_server import LocalServer
 

@@ -333,7 +333,7 @@ def test_flipped_weights_are_refused_at_load(run_copy, tmp_path, capsys, photo_p
 
     model = run_copy / "model.keras"
     _rezip_with_flipped_weights(model)
-    # Plain Keras loads the damaged file without a word: the case of the issue.
+    # Plain Keras loads the damaged file without a word.
     assert isinstance(keras.saving.load_model(str(model), safe_mode=True, compile=False), keras.Model)
 
     pattern = (f"cannot load model {model} \\(corrupt or partial file\\?\\): its contents do not match the "

@@ -1,4 +1,4 @@
-"""Inputs and conditions that used to end in a raw traceback: a full disk under stdout or a
+"""Inputs and conditions that must not end in a raw traceback: a full disk under stdout or a
 saved file, and a dataset option of the wrong kind. Each is one line and exit code 2."""
 
 from __future__ import annotations

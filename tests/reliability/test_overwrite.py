@@ -1,8 +1,7 @@
 """A killed `--overwrite` export never takes the model offline, and a rerun recovers.
 
-The issue: SIGKILL between the two renames of an overwrite (old version moved aside, new
-one not yet in place) left no version folder, and the running server answered NOT_FOUND.
-Now an overwrite exchanges the folders in one `renameat2(RENAME_EXCHANGE)`. The kills
+An overwrite exchanges the folders in one `renameat2(RENAME_EXCHANGE)`, so SIGKILL at
+any point leaves a version folder for the running server. The kills
 here are injected at exact points, no timing luck: a subprocess monkeypatches the
 export's own steps to SIGKILL itself there, after recording what the export folder
 held. (`strace -f -e inject=renameat2:signal=SIGKILL:when=1` kills the same point from
@@ -124,7 +123,7 @@ def test_overwrite_killed_after_the_exchange_keeps_a_version_and_a_rerun_cleans(
 
 def test_fallback_killed_between_the_renames_is_restored_by_a_rerun(served, photo, caplog, capsys):
     """Without RENAME_EXCHANGE the overwrite is two renames; killed between them, version 1
-    is gone (the issue's case) until the next export moves `.tmp-old-1-*/previous` back."""
+    is gone until the next export moves `.tmp-old-1-*/previous` back."""
     from keras_lmiqa.cli import main
 
     base, model_a, model_b = served

@@ -1,9 +1,8 @@
 """`lmiqa score` and `Scorer` against hostile files and output paths.
 
-A FIFO named b.jpg used to hang `lmiqa score` forever; a symlink to /dev/zero read until
-MemoryError; `--csv` into a missing folder, a folder or /proc/version raised a traceback
-after all the scoring was done. Now only regular files under a size limit are read, the
-output path is checked before any work and written atomically.
+A FIFO named b.jpg, a symlink to /dev/zero, `--csv` into a missing folder, a folder or
+/proc/version: only regular files under a size limit are read, and the output path is
+checked before any work and written atomically.
 """
 
 from __future__ import annotations

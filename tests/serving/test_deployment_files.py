@@ -10,7 +10,7 @@ import pytest
 import yaml
 from google.protobuf import text_format
 
-SERVING = os.path.join(os.path.dirname(__file__), "..", "..", "serving")
+SERVING = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 CONFIG_MOUNT = "/models/config"
 
 

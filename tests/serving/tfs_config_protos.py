@@ -5,7 +5,7 @@ The pip package has `tensorflow_serving.config.model_server_config_pb2`, but not
 `config/monitoring_config.proto` (MonitoringConfig). These are the same messages, field
 for field (names, numbers, types) as in tensorflow/serving, built into a private
 descriptor pool, so `text_format.Parse` rejects any field TF Serving would reject.
-BatchingParameters lists fields 1-7 (those serving/batching_parameters.txt may use).
+BatchingParameters lists fields 1-7 (those deploy/batching_parameters.txt may use).
 """
 
 from __future__ import annotations
