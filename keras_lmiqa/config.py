@@ -103,7 +103,7 @@ class TrainConfig:
     intra_weight: float = 1.0
     intra_iou_threshold: float = 0.3  # a non-salient window overlapping the anchor's views more is neutral
     # The saliency KL's target is softmax(standardised window saliency / saliency_temperature).
-    # Measured on the demo (epoch 2 val SRCC, README): tau 0.1 / weight 1 (one-hot target,
+    # Measured on the demo (epoch 2 val SRCC, docs/results.md): tau 0.1 / weight 1 (one-hot target,
     # the largest loss term) 0.35; tau 1 / weight 1 0.34; tau 0.1 / weight 0.1 0.55; tau 1 /
     # weight 0.1 0.64; no KL and random anchor 0.55.
     saliency_temperature: float = 1.0
@@ -211,7 +211,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "head_units": 128,
         "embedding_dim": 64,
         # A ranking term on the image scores: +0.02..0.03 test, +0.03 validation SRCC
-        # on demo splits 0 and 1 against the same run without it (README table).
+        # on demo splits 0 and 1 against the same run without it (docs/results.md).
         "lambda_rank": 0.1,
         # One backward pass: per-term clipping's second one would take the demo past
         # its 10 minutes (+16% epoch time, measured).
@@ -220,7 +220,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Real photographs on a 2-core CPU: ImageNet MobileNetV2 (`weights: imagenet`; pass
     # --weights PATH where it cannot download), 128 px crops, K=4, P=1, about 14 images/s
     # on 2 cores. The budget was set by CPU time, and nothing here was tuned on BIQ2021's
-    # test split (README, "Real photographs").
+    # test split (docs/results.md).
     "cpu-photos": {
         "backbone": "mobilenet_v2",
         "crop_size": 128,
@@ -229,9 +229,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Two passes over the training split (9,500 BIQ2021 photos, 593 steps of 16 each):
         # about 33 minutes on 2 cores (23 of training, 2 x 2.5 validating both branches, 4
         # of test). Validation SRCC 0.769 against 0.734 for the earlier 300-step budget
-        # (README, "Real photographs").
+        # (docs/results.md).
         # BIQ2021's photos are 512 px squares: larger photos are scored (and trained on)
-        # downscaled to that long side (README, "Photo size").
+        # downscaled to that long side (docs/method.md, "Working size").
         "working_long_side": 512,
         "epochs": 2,
         "batch_size": 16,

@@ -19,18 +19,18 @@ from keras_lmiqa.artifacts import atomic_path
 from keras_lmiqa.config import preset
 
 HEADERS = {
-    "cpu-demo": ("Reproduces the CPU demo on the built-in demo dataset (the README's demo tables):\n"
+    "cpu-demo": ("Reproduces the CPU demo on the built-in demo dataset (docs/results.md, demo tables):\n"
                  "the `cpu-demo` preset, what `lmiqa train --dataset demo` uses by default, sized for\n"
                  "a 2-core CPU.\n"
                  "  lmiqa protocol --config configs/cpu-demo.yaml --dataset demo --repeats 3 "
                  "--output-dir runs/demo-protocol\n"
                  "  lmiqa ablate --config configs/cpu-demo.yaml --dataset demo --output-dir runs/demo-ablation"),
-    "cpu-photos": ("Reproduces the README's real-photograph table (BIQ2021, official split) on a\n"
+    "cpu-photos": ("Reproduces the real-photograph table of docs/results.md (BIQ2021, official split) on a\n"
                    "2-core CPU: the `cpu-photos` preset, ImageNet MobileNetV2 (weights: imagenet; pass\n"
                    "--weights PATH where it cannot download), 128 px crops, K=4, P=1, 2 epochs of 16.\n"
                    "  lmiqa ablate --config configs/cpu-photos.yaml --dataset biq2021 --data-root DIR "
                    "--variants regression --repeats 3 --output-dir runs/biq2021-ablation"),
-    "cpu-general": ("Reproduces the README's general-purpose model (BIQ2021 MOS plus synthetic ranking) on\n"
+    "cpu-general": ("Reproduces the general-purpose model of docs/results.md (BIQ2021 MOS plus synthetic ranking) on\n"
                     "a 2-core CPU: the `cpu-photos` recipe plus 4 synthetic groups a batch, each a training\n"
                     "photo and 2 copies distorted in graph by one family at two levels (docs/method.md).\n"
                     "  python train.py --config configs/cpu-general.yaml --dataset biq2021 --data-root DIR "

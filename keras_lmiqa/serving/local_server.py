@@ -21,7 +21,7 @@ Request limits: batches of 1..`max_batch_size` (64) images, messages up to
 before decoding; RESOURCE_EXHAUSTED, REST 429), `max_concurrent_requests` (1) requests
 converted and scored at once. The export scores a request's images one at a time, so memory above
 idle stays within about `max_concurrent_requests` times what one image of
-`max_request_pixels` takes (README, "Reliability and security"). Bad input answers
+`max_request_pixels` takes (docs/reliability.md). Bad input answers
 INVALID_ARGUMENT with a message and the server stays up. A version that fails to load
 (a copy still arriving) is retried with backoff and reported in GetModelStatus.
 """

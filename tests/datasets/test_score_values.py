@@ -31,8 +31,8 @@ def test_scores_at_the_bound_normalise_to_finite_qualities():
 
 
 def test_identical_training_scores_are_trained_with_a_warning(monkeypatch, caplog):
-    from keras_lmiqa import training
     from keras_lmiqa.config import from_dict
+    from keras_lmiqa.training import loop as training
 
     same = make_dataset("mine", "/data", _entries([3.0] * 20), higher_better=True, synthetic=False)
     monkeypatch.setattr(training.datasets, "load", lambda *args, **kwargs: same)

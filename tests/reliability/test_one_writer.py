@@ -55,8 +55,8 @@ def test_second_training_on_a_live_run_folder_exits_2_naming_the_holder(toy_data
 
 
 def test_lock_is_released_at_the_run_end_and_held_by_the_chief_only(tmp_path, monkeypatch):
-    from keras_lmiqa import training
     from keras_lmiqa.config import from_dict
+    from keras_lmiqa.training import loop as training
 
     config = from_dict({"dataset": "csv", "output_dir": str(tmp_path / "run")})
     folder = training.open_run_folder(config, strategy=None)
@@ -71,8 +71,8 @@ def test_lock_is_released_at_the_run_end_and_held_by_the_chief_only(tmp_path, mo
 
 
 def test_a_refused_settings_check_releases_the_lock(tmp_path):
-    from keras_lmiqa import training
     from keras_lmiqa.config import from_dict
+    from keras_lmiqa.training import loop as training
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

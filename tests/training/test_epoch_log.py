@@ -6,8 +6,8 @@ import types
 import pytest
 import tensorflow as tf
 
-from keras_lmiqa import training
 from keras_lmiqa.config import TrainConfig
+from keras_lmiqa.training import loop as training
 from keras_lmiqa.training.step import LOSS_NAMES
 
 

@@ -60,8 +60,8 @@ def test_killed_run_resumes_and_trains_each_step_once(toy_dataset, tmp_path):
 
 
 def test_validation_picks_the_better_branch(monkeypatch):
-    from keras_lmiqa import training
     from keras_lmiqa.config import TrainConfig
+    from keras_lmiqa.training import loop as training
 
     scores = {"student": {"srcc": 0.5, "plcc": 0.6}, "teacher": {"srcc": 0.55, "plcc": 0.58}}
     monkeypatch.setattr(training, "evaluate_many",
