@@ -94,7 +94,7 @@ def test_one_step_then_model_keras_reloads_in_a_fresh_process_in_safe_mode(tmp_p
     expected = np.asarray(trainer.student(crops, training=False)["score"])
     script = (
         "import json, sys, numpy as np\n"
-        "from keras_lmiqa.export import load_branch\n"
+        "from keras_lmiqa.loading import load_branch\n"
         "model = load_branch(sys.argv[1])\n"  # safe_mode=True, checksum verified
         "print(json.dumps(np.asarray(model(np.load(sys.argv[2]), training=False)['score']).tolist()))\n")
     result = subprocess.run([sys.executable, "-c", script, path, crops_path], capture_output=True, text=True,

@@ -224,7 +224,7 @@ import json, sys
 import keras
 import keras_lmiqa
 import keras_lmiqa.models  # registers the custom layers
-from keras_lmiqa.export import read_run_record
+from keras_lmiqa.loading import read_run_record
 from keras_lmiqa.models.scoring import predict_quality
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 config, _, _ = read_run_record(sys.argv[2])
