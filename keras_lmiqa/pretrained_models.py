@@ -167,9 +167,7 @@ def load_folder(folder: str, check_scores: bool = True):
     """An `ImageQualityModel` from a folder `pack_model` wrote, after checking its files' sha256
     and the card's settings against model.json; then (`check_scores`) that it scores the load
     check's reference image as its card says (`check_reference_score`)."""
-    import keras
-
-    import keras_lmiqa.models  # noqa: F401  (registers the layers the config names)
+    import keras  # the package's classes register as it loads (keras_lmiqa._registration)
 
     card = read_card(folder)
     contents = {}

@@ -223,7 +223,6 @@ FRESH_PROCESS = """
 import json, sys
 import keras
 import keras_lmiqa
-import keras_lmiqa.models  # registers the custom layers
 from keras_lmiqa.loading import read_run_record
 from keras_lmiqa.models.scoring import predict_quality
 model = keras.saving.load_model(sys.argv[1], safe_mode=True)
