@@ -80,6 +80,8 @@ def test_backbone_options_are_validated():
 
 def test_one_step_then_model_keras_reloads_in_a_fresh_process_in_safe_mode(tmp_path):
     from keras_lmiqa.artifacts import save_keras
+    from keras_lmiqa.inference_spec import InferenceSpec
+    from keras_lmiqa.models.image_quality import image_quality_model, run_info
     from keras_lmiqa.training.step import LMIQATrainer
 
     trainer = LMIQATrainer(CONFIG, 10)
@@ -88,7 +90,8 @@ def test_one_step_then_model_keras_reloads_in_a_fresh_process_in_safe_mode(tmp_p
     trainer.make_train_function(tf.distribute.get_strategy())(_batch())
     assert all(not np.allclose(b, w.numpy()) for b, w in zip(before, deit.trainable_weights))
     path, crops_path = str(tmp_path / "model.keras"), str(tmp_path / "crops.npy")
-    save_keras(trainer.student, path)
+    spec = InferenceSpec.from_config(CONFIG)
+    save_keras(image_quality_model(trainer.student, spec, run_info(CONFIG)), path)
     crops = _crops(1)
     np.save(crops_path, crops)
     expected = np.asarray(trainer.student(crops, training=False)["score"])
