@@ -294,15 +294,15 @@ def test_model_keras_carries_a_checksum(untrained_model, tmp_path):
     import keras
 
     from keras_lmiqa import artifacts
-    from keras_lmiqa.loading import load_branch
+    from keras_lmiqa.loading import load_model_file
 
     with zipfile.ZipFile(untrained_model) as archive:
         assert archive.comment.startswith(artifacts.CHECKSUM_PREFIX) and len(archive.comment) == 13 + 64
     assert artifacts.verify_keras(untrained_model) is True
     plain = str(tmp_path / "plain.keras")
-    load_branch(untrained_model).save(plain)  # plain Keras: no checksum, still loads (CRCs checked)
+    load_model_file(untrained_model).save(plain)  # plain Keras: no checksum, still loads (CRCs checked)
     assert artifacts.verify_keras(plain) is False
-    assert isinstance(load_branch(plain), keras.Model)
+    assert isinstance(load_model_file(plain), keras.Model)
 
 
 def _rezip_with_flipped_weights(path, count: int = 200_000) -> None:
@@ -369,13 +369,13 @@ def test_a_model_scoring_outside_the_range_is_refused(tmp_path, photo_png, capsy
 
     from keras_lmiqa import artifacts
     from keras_lmiqa.cli import main
-    from keras_lmiqa.loading import load_branch
+    from keras_lmiqa.loading import load_model_file
     from keras_lmiqa.scorer import load_scorer
 
     path = write_untrained_run(str(tmp_path / "wild"))
-    model = load_branch(path)
-    kernel, bias = model.get_layer("quality_out").get_weights()
-    model.get_layer("quality_out").set_weights([kernel, bias - 2.1e25])
+    model = load_model_file(path)
+    kernel, bias = model.branch.get_layer("quality_out").get_weights()
+    model.branch.get_layer("quality_out").set_weights([kernel, bias - 2.1e25])
     artifacts.save_keras(model, path)
     assert artifacts.verify_keras(path) is True
     with pytest.raises(ModelError, match=f"{path}: the score is not finite or far outside \\[0, 1\\]: the model "
