@@ -19,10 +19,8 @@ import csv
 import glob
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -36,19 +34,14 @@ def _lmiqa(*argv: str) -> list[str]:
 
 
 def _timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB of the largest process of the command's tree: Linux
-    wait4 reports the maximum over the child and every descendant it waited for)."""
+    """(wall seconds, peak RSS in GB of the largest process of the command's tree:
+    `common.run_measured`)."""
     with tempfile.TemporaryFile("w+") as errors:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
-                                   env={**os.environ, "PYTHONPATH": common.ROOT})
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode not in (0, 1):  # 1: some images could not be scored
+        code, seconds, gigabytes = common.run_measured(command, stderr=errors)
+        if code not in (0, 1):  # 1: some images could not be scored
             errors.seek(0)
-            raise RuntimeError(f"{' '.join(command[:5])} ... failed ({process.returncode}): {errors.read()[-2000:]}")
-    return seconds, usage.ru_maxrss / 2 ** 20
+            raise RuntimeError(f"{' '.join(command[:5])} ... failed ({code}): {errors.read()[-2000:]}")
+    return seconds, gigabytes
 
 
 def _single_scores(path: str) -> dict[str, float]:

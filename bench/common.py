@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -344,6 +345,30 @@ def image_bytes(args_side: int, count: int) -> list[bytes]:
         with open(path, "rb") as handle:
             out.append(handle.read())
     return out
+
+
+# Runs a command and prints its exit status and peak RSS. A child's ru_maxrss counts the
+# resident memory of the process that forked it (Linux carries the old address space's
+# high-water mark over exec), so the command is forked from this small interpreter,
+# never from a benchmark holding TensorFlow and a model.
+_PEAK_RSS = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=sys.stderr)
+_, status, usage = os.wait4(process.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def run_measured(command: list[str], stderr=None) -> tuple[int, float, float]:
+    """(exit code, wall seconds, peak RSS in GB of 10^9 bytes) of `command`: the largest resident set of
+    the command and every descendant it waited for (Linux wait4), with the package's
+    checkout on PYTHONPATH."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _PEAK_RSS, *command], stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    seconds = time.perf_counter() - started
+    code, kilobytes = result.stdout.split()
+    return int(code), seconds, int(kilobytes) * 1024 / 1e9  # ru_maxrss is in KiB on Linux
 
 
 def decode_batch(images, spec):

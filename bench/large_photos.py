@@ -65,14 +65,11 @@ def photo_files(root: str, count: int, labels, upscaled: int) -> dict[str, list[
 
 def peak_rss_gb(paths: list[str]) -> tuple[float, float]:
     """(peak RSS in GB, wall seconds) of `lmiqa score` on `paths` in a fresh process."""
-    started = time.time()
-    process = subprocess.Popen([sys.executable, "-m", "keras_lmiqa.cli", "score", *paths],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": common.ROOT})
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
+    code, seconds, gigabytes = common.run_measured([sys.executable, "-m", "keras_lmiqa.cli", "score", *paths],
+                                                   stderr=subprocess.DEVNULL)
+    if code != 0:
         raise RuntimeError(f"lmiqa score failed on {paths[0]} ...")
-    return usage.ru_maxrss / 1e6, time.time() - started  # ru_maxrss is in kB on Linux
+    return gigabytes, seconds
 
 
 def main(argv=None):
