@@ -5,10 +5,10 @@
 - `keras_lmiqa.serving.local_server`: `lmiqa serve`, a development server with the
   same APIs (imports TensorFlow; production is TF Serving, see deploy/README.md).
 
-The clients build no model and load no training code, but they need TensorFlow
-installed: `import keras_lmiqa` registers the Keras layers, and the request messages are
-tensorflow-serving-api's generated modules (`protos`). The clients are imported lazily on
-first attribute access.
+The clients build no model, load no training code and import no TensorFlow; the gRPC
+client needs it installed for its first request, whose messages are
+tensorflow-serving-api's generated modules (`protos`), which import TensorFlow's. The
+clients are imported lazily on first attribute access.
 """
 
 from __future__ import annotations

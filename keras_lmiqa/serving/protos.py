@@ -1,9 +1,8 @@
 """TF Serving's request/response messages for the clients: the generated modules of the
 installed tensorflow-serving-api (and TensorFlow's tensor protos), imported as published.
 
-The clients need TensorFlow installed: `import keras_lmiqa` loads it anyway (it registers
-the Keras layers), and tensorflow-serving-api's `*_pb2` modules import TensorFlow's. That
-is the supported route: the message classes are the official ones, whatever protobuf's
+The gRPC client needs TensorFlow installed: tensorflow-serving-api's `*_pb2` modules
+import TensorFlow's, on the first request (`messages()`). That is the supported route: the message classes are the official ones, whatever protobuf's
 code generator does next. tests/serving/test_protos.py pins this choice.
 """
 
