@@ -8,7 +8,7 @@ keeps them out of a command's output. `hold_back_startup` does that once per pro
 around TensorFlow's import (`keras_lmiqa._registration` wraps it there):
 
 - lines in absl's format (and the continuation lines of those notices) are kept in
-  memory, `startup_lines()`, which `lmiqa -v` prints;
+  memory; `lmiqa -v` prints them and lets later ones through (`show_startup`);
 - anything else written meanwhile (a Python warning, an import error) goes to stderr;
 - a `TF_CPP_MIN_LOG_LEVEL` the user set is honoured for these lines too (0 shows them
   all, 2 shows errors); unset, all are hidden and the level is set to 3 (none) for the rest.
@@ -38,6 +38,7 @@ _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 
 _startup: list[str] = []
 _done = False
+_show = False  # `show_startup()`: let the start-up lines through as TensorFlow writes them
 
 
 def _severity(line: str) -> int | None:
@@ -60,7 +61,7 @@ def hold_back_startup(load) -> None:
     global _done
     user_level = os.environ.get(LEVEL_VARIABLE)
     os.environ.setdefault(LEVEL_VARIABLE, DEFAULT_LEVEL)
-    if _done:
+    if _done or _show:
         load()
         return
     _done = True
@@ -90,6 +91,10 @@ def hold_back_startup(load) -> None:
             print(line, file=sys.stderr)
 
 
-def startup_lines() -> list[str]:
-    """TensorFlow's start-up lines held back by `import_tensorflow` (empty if none were)."""
-    return list(_startup)
+def show_startup() -> None:
+    """From now on TensorFlow's start-up lines go to stderr as it writes them (`lmiqa -v`);
+    those already held back are printed."""
+    global _show
+    _show = True
+    for line in _startup:
+        print(line, file=sys.stderr)

@@ -105,24 +105,33 @@ def test_user_errors_print_one_line_and_exit_2(args, message):
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|oneDNN|cuInit|cuda", re.MULTILINE)
 
 
-def test_commands_print_no_tensorflow_startup_lines_unless_verbose():
+def test_commands_print_no_tensorflow_startup_lines_unless_verbose(tmp_path):
+    import cv2
+    import numpy as np
+
+    photo = str(tmp_path / "photo.png")
+    cv2.imwrite(photo, np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
     env["PYTHONPATH"] = ROOT
     commands = {"lmiqa --help": ["-m", "keras_lmiqa.cli", "--help"], "train.py --help": ["train.py", "--help"],
                 "export.py --help": ["export.py", "--help"],
                 "lmiqa -v --help": ["-m", "keras_lmiqa.cli", "-v", "--help"],
+                "lmiqa score": ["-m", "keras_lmiqa.cli", "score", photo],
+                "lmiqa -v score": ["-m", "keras_lmiqa.cli", "-v", "score", photo],
                 "train.py -v --print-config": ["train.py", "-v", "--print-config"]}
     # In parallel: each start pays TensorFlow's import.
     processes = {name: subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for name, args in commands.items()}
     results = {name: (p.communicate(timeout=600), p.returncode) for name, p in processes.items()}
-    for name in ("lmiqa --help", "train.py --help", "export.py --help"):
+    # The help and --print-config load no TensorFlow, so even -v has no start-up lines to show.
+    for name in ("lmiqa --help", "train.py --help", "export.py --help", "lmiqa -v --help"):
         (out, err), code = results[name]
         assert code == 0 and "usage:" in out, (name, err[-1000:])
         assert not TF_LOG_LINE.search(err), (name, err[-1000:])
-    for name in ("lmiqa -v --help", "train.py -v --print-config"):
-        (out, err), code = results[name]
-        assert code == 0, (name, err[-1000:])
-        assert re.search(r"^[IWEF]\d{4} .*\.cc:\d+\]", err, re.MULTILINE), (name, err[-1000:])
+    for name in ("lmiqa score", "lmiqa -v score", "train.py -v --print-config"):
+        assert results[name][1] == 0, (name, results[name][0][1][-1000:])
+    assert not TF_LOG_LINE.search(results["lmiqa score"][0][1]), results["lmiqa score"][0][1][-1000:]
+    err = results["lmiqa -v score"][0][1]
+    assert re.search(r"^[IWEF]\d{4} .*\.cc:\d+\]", err, re.MULTILINE), err[-1000:]
     assert '"dataset": "demo"' in results["train.py -v --print-config"][0][0]

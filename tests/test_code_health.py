@@ -26,7 +26,7 @@ def test_no_function_over_60_lines_without_a_reason():
 
 
 def test_training_does_not_import_research():
-    imported = _imports("keras_lmiqa/training/loop.py") + _imports("keras_lmiqa/training/step.py")
+    imported = _imports("keras_lmiqa/training/loop.py") | _imports("keras_lmiqa/training/step.py")
     assert not [name for name in imported if name.startswith("keras_lmiqa.research")]
 
 

@@ -64,8 +64,7 @@ def _wants_verbose(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if _wants_verbose(argv):
-        for line in tf_logs.startup_lines():
-            print(line, file=sys.stderr)
+        tf_logs.show_startup()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -2,8 +2,9 @@
 installed tensorflow-serving-api (and TensorFlow's tensor protos), imported as published.
 
 The gRPC client needs TensorFlow installed: tensorflow-serving-api's `*_pb2` modules
-import TensorFlow's, on the first request (`messages()`). That is the supported route: the message classes are the official ones, whatever protobuf's
-code generator does next. tests/serving/test_protos.py pins this choice.
+import TensorFlow's, on the first request (`messages()`). That is the supported route:
+the message classes are the official ones, whatever protobuf's code generator does next.
+tests/serving/test_protos.py pins this choice.
 """
 
 from __future__ import annotations
