@@ -115,7 +115,7 @@ class InferenceSpec:
         native tiles when its short side is >= S (16 for L = 512, S = 128), at most L for a
         strip thinner than S (one window per short side along it), plus grid_size^2 per
         coarser scale. Without one: 2 * ceil(max_pixels / S^2) + 2 native tiles for an
-        image with both sides >= S (`export.max_windows` refuses thinner strips above it).
+        image with both sides >= S (`scoring.prepare_encoded` refuses thinner strips above it).
         """
         coarse = len(self.scales) * self.grid_size ** 2
         side = self.crop_size
