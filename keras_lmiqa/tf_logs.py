@@ -13,12 +13,11 @@ around TensorFlow's import (`keras_lmiqa._registration` wraps it there):
 - a `TF_CPP_MIN_LOG_LEVEL` the user set is honoured for these lines too (0 shows them
   all, 2 shows errors); unset, all are hidden and the level is set to 3 (none) for the rest.
 
-TensorFlow-free itself: it imports TensorFlow only when called.
+TensorFlow-free itself: it never imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
@@ -47,12 +46,6 @@ def _severity(line: str) -> int | None:
     if match:
         return _SEVERITY[match.group(1)]
     return 1 if line.startswith(_CONTINUATIONS) else None
-
-
-def import_tensorflow() -> None:
-    """Import TensorFlow (and initialise its device list) with its start-up lines held back."""
-    if "tensorflow" not in sys.modules:
-        hold_back_startup(lambda: importlib.import_module("tensorflow"))
 
 
 def hold_back_startup(load) -> None:
