@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from keras_lmiqa import artifacts, metrics
+from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES
 from keras_lmiqa.errors import ConfigError, ImageError
 
 # Family -> its 5 levels, weakest to strongest (docs/sensitivity.md explains each).
@@ -50,7 +51,7 @@ TARGET_MEDIAN_SRCC = 0.9
 TARGET_MEAN_DROP = 0.15
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 PNG_COMPRESSION = 1  # lossless at any level; 1 is the fastest
-MAX_IMAGE_BYTES = 64 * 2 ** 20  # larger files are refused unread, as by `lmiqa score` (its --max-image-mb default)
+MAX_IMAGE_BYTES = DEFAULT_MAX_FILE_BYTES  # larger files are refused unread, as by `lmiqa score`
 
 SUMMARY_FILE, SUMMARY_CSV, PHOTOS_CSV, PLOT_FILE = (
     "sensitivity.json", "sensitivity.csv", "sensitivity-photos.csv", "sensitivity.png")

@@ -23,7 +23,7 @@ import math
 import os
 import sys
 
-from keras_lmiqa.constants import SCORING_BATCH_SIZE
+from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ModelError
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner", "PrismRunner")
@@ -182,8 +182,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help=f"Beam runner: {', '.join(RUNNERS)} (default DirectRunner)")
     parser.add_argument("--batch-size", type=int, default=SCORING_BATCH_SIZE,
                         help=f"most images per model call (Beam's max_batch_size; default {SCORING_BATCH_SIZE})")
-    parser.add_argument("--max-image-mb", type=float, default=64.0, metavar="MB",
-                        help="files above this size are error rows, not read (default 64)")
+    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2 ** 20, metavar="MB",
+                        help="files above this size are error rows, not read "
+                             f"(default {DEFAULT_MAX_FILE_BYTES // 2 ** 20})")
     parser.add_argument("--num-shards", type=int, default=0, help="output files (default 0: the runner chooses)")
     parser.add_argument("--dead-letter", metavar="PREFIX",
                         help="also write the error rows to PREFIX-SSSSS-of-NNNNN.jsonl")

@@ -28,7 +28,7 @@ import os
 import sys
 
 from keras_lmiqa import artifacts
-from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
+from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, MODEL_NAME, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ImageError
 
 PROGRESS_ABOVE = 50  # show progress (stderr, on a terminal) for more images than this
@@ -224,8 +224,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write a JSON list of {path, score, mos, error} to FILE")
     parser.add_argument("--html", metavar="FILE",
                         help="write a page of the photos, worst first, with their crop windows, to FILE")
-    parser.add_argument("--max-image-mb", type=float, default=64.0, metavar="MB",
-                        help="image files above this size are refused before reading (default 64)")
+    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2 ** 20, metavar="MB",
+                        help="image files above this size are refused before reading "
+                             f"(default {DEFAULT_MAX_FILE_BYTES // 2 ** 20})")
     parser.add_argument("--skip-errors", action="store_true",
                         help="score the other images when some are unreadable or rejected (exit code 1)")
     parser.set_defaults(func=run)

@@ -24,7 +24,14 @@ import weakref
 import keras
 import tensorflow as tf
 
-from keras_lmiqa.constants import BYTES_SIGNATURE, MODEL_NAME, OUTPUT_KEYS, PIXELS_SIGNATURE, SIGNATURE_INPUTS
+from keras_lmiqa.constants import (
+    BYTES_SIGNATURE,
+    MODEL_NAME,
+    OUTPUT_KEYS,
+    PIXELS_SIGNATURE,
+    SCORING_BATCH_SIZE,
+    SIGNATURE_INPUTS,
+)
 from keras_lmiqa.errors import ImageError, ModelError
 from keras_lmiqa.inference_spec import InferenceSpec
 from keras_lmiqa.models.preprocessor import ImageQualityPreprocessor
@@ -124,13 +131,13 @@ class ImageQualityModel(keras.Model):
             )
         return _FUNCTIONS[self]
 
-    def score_images(self, images, batch_size: int = 32) -> dict:
+    def score_images(self, images, batch_size: int = SCORING_BATCH_SIZE) -> dict:
         """Outputs for a list of images of any sizes: uint8 [H, W, 3] arrays, encoded bytes or
         file paths. Each image scores as it would alone; per-window outputs are padded to
         the longest window list. NumPy arrays, as `keras_lmiqa.load_scorer(...).run`."""
         return self.scorer(batch_size).run(images)
 
-    def scorer(self, batch_size: int = 32, source: str | None = None, **options):
+    def scorer(self, batch_size: int = SCORING_BATCH_SIZE, source: str | None = None, **options):
         """A `Scorer` running this model's graph (`options`: its max_file_bytes)."""
         from keras_lmiqa.models.scorer import Scorer
 
