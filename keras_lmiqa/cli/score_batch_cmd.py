@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 
-from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, SCORING_BATCH_SIZE
+from keras_lmiqa.cli.image_size_flag import add_max_image_mb, max_file_bytes
+from keras_lmiqa.constants import SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ModelError
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner", "PrismRunner")
@@ -48,8 +48,7 @@ def _import_beam():
 def _check_arguments(args) -> None:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not (math.isfinite(args.max_image_mb) and args.max_image_mb > 0):
-        raise ConfigError(f"--max-image-mb must be a number > 0, got {args.max_image_mb}")
+    max_file_bytes(args)
     if args.num_shards < 0:
         raise ConfigError(f"--num-shards must be >= 0 (0: the runner chooses), got {args.num_shards}")
     if args.pretrained:
@@ -146,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     scored = (pipeline
               | "Patterns" >> beam.Create(patterns)
               | "ScoreImages" >> ScoreImages(model=model, pretrained=args.pretrained, max_batch_size=args.batch_size,
-                                             max_file_bytes=int(args.max_image_mb * 2 ** 20),
+                                             max_file_bytes=max_file_bytes(args),
                                              dead_letter=bool(dead_letter)))
     rows = scored["rows"] if dead_letter else scored
     rows | "WriteRows" >> WriteRows(output, args.format, args.num_shards)
@@ -182,9 +181,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help=f"Beam runner: {', '.join(RUNNERS)} (default DirectRunner)")
     parser.add_argument("--batch-size", type=int, default=SCORING_BATCH_SIZE,
                         help=f"most images per model call (Beam's max_batch_size; default {SCORING_BATCH_SIZE})")
-    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2 ** 20, metavar="MB",
-                        help="files above this size are error rows, not read "
-                             f"(default {DEFAULT_MAX_FILE_BYTES // 2 ** 20})")
+    add_max_image_mb(parser, "are error rows, not read")
     parser.add_argument("--num-shards", type=int, default=0, help="output files (default 0: the runner chooses)")
     parser.add_argument("--dead-letter", metavar="PREFIX",
                         help="also write the error rows to PREFIX-SSSSS-of-NNNNN.jsonl")

@@ -28,7 +28,8 @@ import os
 import sys
 
 from keras_lmiqa import artifacts
-from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, MODEL_NAME, SCORING_BATCH_SIZE
+from keras_lmiqa.cli.image_size_flag import add_max_image_mb, max_file_bytes
+from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ImageError
 
 PROGRESS_ABOVE = 50  # show progress (stderr, on a terminal) for more images than this
@@ -64,11 +65,11 @@ def _server_rows(args, paths: list[str]) -> list[dict]:
             for p, d in zip(paths, details)]
 
 
-def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
+def _local_rows(args, paths: list[str], file_bytes: int) -> list[dict]:
     from keras_lmiqa.scorer import load_scorer
 
     if args.model:
-        scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+        scorer = load_scorer(args.model, batch_size=args.batch_size, max_file_bytes=file_bytes)
         args.source = f"model {args.model}"
     else:
         from keras_lmiqa import pretrained_models
@@ -77,7 +78,7 @@ def _local_rows(args, paths: list[str], max_file_bytes: int) -> list[dict]:
         card = pretrained_models.model_card(name)
         print(f"lmiqa score: pretrained model {name} ({card['summary']}; `lmiqa models --card {name}`)",
               file=sys.stderr)
-        scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=max_file_bytes)
+        scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=file_bytes)
         args.source = f"the pretrained model {name}"
     args.mos_label = scorer.metadata.get("dataset", {}).get("scale", {}).get("kind") or "MOS"
     progress = _progress(len(paths))
@@ -156,8 +157,7 @@ def _check_arguments(args) -> dict:
         model_folder(args.pretrained)  # an unknown name fails before any image is read
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not (math.isfinite(args.max_image_mb) and args.max_image_mb > 0):
-        raise ConfigError(f"--max-image-mb must be a number > 0, got {args.max_image_mb}")
+    max_file_bytes(args)
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     if args.version is not None and args.version < 1:
@@ -184,18 +184,18 @@ def _image_paths(items: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     outputs = _check_arguments(args)
-    max_file_bytes = int(args.max_image_mb * 2 ** 20)
+    file_bytes = max_file_bytes(args)
     paths = _image_paths(args.images)
     # Stat every file first: a FIFO would block a read forever, /dev/zero never ends.
     problems = {path: problem for path in paths
-                if (problem := artifacts.check_regular_file(path, max_file_bytes, "image"))}
+                if (problem := artifacts.check_regular_file(path, file_bytes, "image"))}
     if problems and not args.skip_errors:
         more = f" (and {len(problems) - 1} more; --skip-errors scores the others)" if len(problems) > 1 else ""
         raise ImageError(next(iter(problems.values())) + more)
     readable = [path for path in paths if path not in problems]
     scored = []
     if readable:
-        scored = _server_rows(args, readable) if args.server else _local_rows(args, readable, max_file_bytes)
+        scored = _server_rows(args, readable) if args.server else _local_rows(args, readable, file_bytes)
     scored = iter(scored)
     rows = [{"path": path, "score": math.nan, "mos": math.nan, "error": problems[path]} if path in problems
             else next(scored) for path in paths]
@@ -224,9 +224,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write a JSON list of {path, score, mos, error} to FILE")
     parser.add_argument("--html", metavar="FILE",
                         help="write a page of the photos, worst first, with their crop windows, to FILE")
-    parser.add_argument("--max-image-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2 ** 20, metavar="MB",
-                        help="image files above this size are refused before reading "
-                             f"(default {DEFAULT_MAX_FILE_BYTES // 2 ** 20})")
+    add_max_image_mb(parser, "are refused before reading")
     parser.add_argument("--skip-errors", action="store_true",
                         help="score the other images when some are unreadable or rejected (exit code 1)")
     parser.set_defaults(func=run)

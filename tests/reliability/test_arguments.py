@@ -70,6 +70,8 @@ CASES = {
                                    "no pretrained model named 'nope'; shipped: biq2021-mobilenet-v2"),
     "score --max-image-mb 0": (["score", "--model", "{missing}", "--max-image-mb", "0", "{file}"],
                                "--max-image-mb must be a number > 0"),
+    "score-batch --max-image-mb nan": (["score-batch", "--input", "{file}", "--output", "{tmp}/scores/part",
+                                        "--max-image-mb", "nan"], "--max-image-mb must be a number > 0, got nan"),
     "score --timeout 0": (["score", "--server", "127.0.0.1:1", "--timeout", "0", "{file}"],
                           "--timeout must be a number of seconds > 0"),
 }
