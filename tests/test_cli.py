@@ -135,3 +135,30 @@ def test_commands_print_no_tensorflow_startup_lines_unless_verbose(tmp_path):
     err = results["lmiqa -v score"][0][1]
     assert re.search(r"^[IWEF]\d{4} .*\.cc:\d+\]", err, re.MULTILINE), err[-1000:]
     assert '"dataset": "demo"' in results["train.py -v --print-config"][0][0]
+
+
+@pytest.mark.parametrize("terminal, in_logs, expected", [
+    (True, False, "".join(f"\rscored {i}/20 photos" for i in range(1, 21)) + "\n"),
+    (False, True, "scored 2/20 photos\nscored 4/20 photos\nscored 6/20 photos\nscored 8/20 photos\n"
+     "scored 10/20 photos\nscored 12/20 photos\nscored 14/20 photos\nscored 16/20 photos\n"
+     "scored 18/20 photos\nscored 20/20 photos\n"),
+])
+def test_progress_rewrites_a_terminal_line_and_writes_tenths_to_a_log(terminal, in_logs, expected, monkeypatch,
+                                                                      capsys):
+    from keras_lmiqa.cli.progress import progress_printer
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    progress = progress_printer("photos", 20, in_logs=in_logs)
+    for done in range(1, 21):
+        progress(done, 20)
+    captured = capsys.readouterr()
+    assert captured.err == expected and captured.out == ""
+
+
+def test_no_progress_for_few_items_or_off_a_terminal_unless_logged(monkeypatch):
+    from keras_lmiqa.cli.progress import progress_printer
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert progress_printer("images", 50, above=50) is None and progress_printer("images", 51, above=50)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert progress_printer("images", 500) is None and progress_printer("images", 500, in_logs=True)

@@ -29,22 +29,11 @@ import sys
 
 from keras_lmiqa import artifacts
 from keras_lmiqa.cli.image_size_flag import add_max_image_mb, max_file_bytes
+from keras_lmiqa.cli.progress import progress_printer
 from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ImageError
 
-PROGRESS_ABOVE = 50  # show progress (stderr, on a terminal) for more images than this
-
-
-def _progress(total: int):
-    """`progress(done, total)` for more than PROGRESS_ABOVE images, or None: on stderr and
-    only on a terminal, so stdout holds nothing but the table."""
-    if total <= PROGRESS_ABOVE or not sys.stderr.isatty():
-        return None
-
-    def progress(done: int, total: int) -> None:
-        print(f"\rscored {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-
-    return progress
+PROGRESS_ABOVE = 50  # show progress (on a terminal) for more images than this
 PAGE_CROP_KEYS = ("crop_windows", "crop_scores", "crop_weights")  # what the --html page draws
 
 
@@ -56,8 +45,9 @@ def _crops(outputs: dict, index: int, keep: bool) -> dict:
 def _server_rows(args, paths: list[str]) -> list[dict]:
     from keras_lmiqa.serving.client import Client
 
+    progress = progress_printer("images", len(paths), above=PROGRESS_ABOVE)
     with Client(args.server, model_name=args.model_name, timeout=args.timeout, batch_size=args.batch_size) as client:
-        details = client.score_details(paths, version=args.version, progress=_progress(len(paths)),
+        details = client.score_details(paths, version=args.version, progress=progress,
                                        on_error="nan" if args.skip_errors else "raise")
     args.source = f"model {args.model_name!r} of the server {args.server}"
     return [{"path": p, "score": d["score"], "mos": d["mos"], "error": d["error"],
@@ -81,7 +71,7 @@ def _local_rows(args, paths: list[str], file_bytes: int) -> list[dict]:
         scorer = pretrained_models.scorer(name, batch_size=args.batch_size, max_file_bytes=file_bytes)
         args.source = f"the pretrained model {name}"
     args.mos_label = scorer.metadata.get("dataset", {}).get("scale", {}).get("kind") or "MOS"
-    progress = _progress(len(paths))
+    progress = progress_printer("images", len(paths), above=PROGRESS_ABOVE)
     rows = []
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]

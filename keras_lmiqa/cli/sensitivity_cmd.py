@@ -25,6 +25,7 @@ import os
 import sys
 
 from keras_lmiqa import artifacts
+from keras_lmiqa.cli.progress import progress_printer
 from keras_lmiqa.constants import SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError
 
@@ -80,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lmiqa sensitivity: {label}, {len(paths)} photos x {len(sensitivity.FAMILIES)} families x "
           f"{sensitivity.LEVELS} levels", file=sys.stderr)
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rscored {done}/{total} photos", end="\n" if done == total else "", file=sys.stderr, flush=True)
-
+    progress = progress_printer("photos", len(paths), in_logs=True)
     scores = sensitivity.measure(scorer.score, paths, seed=args.seed, batch_size=args.batch_size, progress=progress)
     record = sensitivity.result_record(sensitivity.summarize(scores), label, len(paths), args.seed)
     sensitivity.write_outputs(output_dir, record, scores, [_photo_name(p, args.images) for p in paths])
