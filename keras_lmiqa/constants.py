@@ -29,15 +29,17 @@ SCORE_KEYS = ("score", "mos")  # one value: normalised quality (higher = better)
 CROP_KEYS = ("crop_scores", "crop_weights", "crop_windows", "crop_saliency")  # one row per crop window
 OUTPUT_KEYS = SCORE_KEYS + CROP_KEYS
 
+MIB = 2 ** 20  # bytes in a MiB: sizes on the command line and in messages are in MiB
+
 # Largest gRPC/REST message (request or answer) the clients and `lmiqa serve` accept by default.
-MAX_MESSAGE_BYTES = 32 * 2 ** 20
+MAX_MESSAGE_BYTES = 32 * MIB
 
 # Images per model call when scoring files: the scorer and the evaluation (validation,
 # test, `lmiqa eval`) use the same, so a file's score does not depend on the route.
 SCORING_BATCH_SIZE = 32
 # Image files above this are refused before reading, in process; a file sent to a server
 # is bounded by MAX_MESSAGE_BYTES instead (a larger request could not be sent).
-DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20
+DEFAULT_MAX_FILE_BYTES = 64 * MIB
 
 
 def version_dirs(export_dir: str) -> dict[int, str]:

@@ -32,7 +32,7 @@ def test_training_does_not_import_research():
 
 def test_shared_names_are_defined_once():
     # Each lives in keras_lmiqa/constants.py only.
-    for name in ("OUTPUT_KEYS", "WARMUP_FILE", "MODEL_NAME", "def version_dirs", "32 * 1024 * 1024", "32 * 2 ** 20"):
+    for name in ("OUTPUT_KEYS", "WARMUP_FILE", "MODEL_NAME", "def version_dirs", "32 * 1024 * 1024", "32 * MIB", "MIB"):
         holders = []
         for folder, _, files in os.walk(os.path.join(ROOT, "keras_lmiqa")):
             for file in files:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES
+from keras_lmiqa.constants import DEFAULT_MAX_FILE_BYTES, MIB
 from keras_lmiqa.errors import ConfigError
-
-MIB = 2 ** 20
 
 
 def add_max_image_mb(parser: argparse.ArgumentParser, refused: str) -> None:

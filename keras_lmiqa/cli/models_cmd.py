@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from keras_lmiqa.constants import MIB
+
 
 def _size_mb(folder: str) -> float:
-    return sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)) / 2 ** 20
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)) / MIB
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import os
 import sys
 
 from keras_lmiqa.cli.image_size_flag import add_max_image_mb, max_file_bytes
-from keras_lmiqa.constants import SCORING_BATCH_SIZE
+from keras_lmiqa.constants import MIB, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ModelError
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner", "PrismRunner")
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if scored_count is None:
         print(f"lmiqa score-batch: {result.state}", file=sys.stderr)
         return 0
-    megabytes = (_counter(result, "bytes_read") or 0) / 2 ** 20
+    megabytes = (_counter(result, "bytes_read") or 0) / MIB
     print(f"lmiqa score-batch: scored {scored_count}, failed {failed}, read {megabytes:.1f} MiB", file=sys.stderr)
     return 1 if failed else 0
 

@@ -30,7 +30,7 @@ import sys
 from keras_lmiqa import artifacts
 from keras_lmiqa.cli.image_size_flag import add_max_image_mb, max_file_bytes
 from keras_lmiqa.cli.progress import progress_printer
-from keras_lmiqa.constants import MODEL_NAME, SCORING_BATCH_SIZE
+from keras_lmiqa.constants import MIB, MODEL_NAME, SCORING_BATCH_SIZE
 from keras_lmiqa.errors import ConfigError, ImageError
 
 PROGRESS_ABOVE = 50  # show progress (on a terminal) for more images than this
@@ -128,7 +128,7 @@ def _write_html(rows: list[dict], args, path: str) -> None:
     except OSError as error:
         raise ConfigError(f"--html {path}: cannot write: {error.strerror or error}") from None
     print(f"lmiqa score: wrote {args.html}: {written['photos']} photos, {written['errors']} errors, "
-          f"{written['bytes'] / 2 ** 20:.1f} MiB in {written['seconds']:.2f} s", file=sys.stderr)
+          f"{written['bytes'] / MIB:.1f} MiB in {written['seconds']:.2f} s", file=sys.stderr)
 
 
 def _number(value: float, digits: int = 4) -> str:

@@ -14,7 +14,7 @@ import argparse
 import math
 import sys
 
-from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MODEL_NAME
+from keras_lmiqa.constants import MAX_MESSAGE_BYTES, MIB, MODEL_NAME
 from keras_lmiqa.errors import ConfigError
 from keras_lmiqa.serving.limits import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -24,7 +24,7 @@ from keras_lmiqa.serving.limits import (
     check_server_settings,
 )
 
-MAX_REQUEST_MB = GRPC_MESSAGE_LIMIT_BYTES // 2 ** 20  # 2047
+MAX_REQUEST_MB = GRPC_MESSAGE_LIMIT_BYTES // MIB  # 2047
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     server = LocalServer(args.export_dir, port=args.port, rest_port=args.rest_port, host=args.host,
                          model_name=args.model_name, poll_seconds=args.poll_seconds,
-                         max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * 2 ** 20),
+                         max_batch_size=args.max_batch_size, max_request_bytes=int(args.max_request_mb * MIB),
                          max_request_pixels=args.max_request_pixels,
                          max_concurrent_requests=args.max_concurrent_requests, read_timeout=args.read_timeout,
                          ui=args.ui)
@@ -68,8 +68,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--poll-seconds", type=float, default=2.0,
                         help="how often to look for new version folders; 0 disables (default 2)")
     parser.add_argument("--max-batch-size", type=int, default=64, help="largest batch per request (default 64)")
-    parser.add_argument("--max-request-mb", type=float, default=MAX_MESSAGE_BYTES / 2 ** 20,
-                        help=f"largest request message in MiB (default {MAX_MESSAGE_BYTES // 2 ** 20})")
+    parser.add_argument("--max-request-mb", type=float, default=MAX_MESSAGE_BYTES / MIB,
+                        help=f"largest request message in MiB (default {MAX_MESSAGE_BYTES // MIB})")
     # The memory budget: decoded pixels in flight are at most these two multiplied.
     parser.add_argument("--max-request-pixels", type=int, default=DEFAULT_MAX_REQUEST_PIXELS,
                         help="decoded pixels a request's images may declare in all (default "
