@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
 from crafted import photo, png
+from polling import wait_for
 
 from keras_lmiqa.serving import Client, RequestError, RestClient
 
 RETRY_SECONDS = 0.3
-
-
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_export, tmp_path):
@@ -46,7 +37,7 @@ def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_ex
             def failing():
                 return [s for s in client.status() if s["version"] == 2 and s["error_code"] != "OK"]
 
-            (entry,) = _wait(failing)
+            (entry,) = wait_for(failing, timeout=60)
             assert (entry["state"], entry["error_code"]) == ("LOADING", "NOT_FOUND")
             assert "load failed" in entry["error_message"]
             assert "variables" in entry["error_message"]  # the reason: the weights are not there yet
@@ -63,7 +54,7 @@ def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_ex
             # Nothing changes on disk: retried, with a doubling wait, not every 0.1 s poll. Read
             # from the failure record, not counted over a fixed sleep (a loaded machine delays retries).
             before = server.repository.failures()[2]
-            assert _wait(lambda: server.repository.failures()[2].attempts > before.attempts, timeout=60)
+            assert wait_for(lambda: server.repository.failures()[2].attempts > before.attempts, timeout=60)
             after = server.repository.failures()[2]
             # The retry came no earlier than it was due, and set the next one twice as far.
             assert after.retry_at - before.retry_at >= RETRY_SECONDS * 2 ** before.attempts - 1e-6
@@ -72,7 +63,7 @@ def test_version_copied_in_two_steps_is_retried_reported_and_loaded(untrained_ex
                 if name != "saved_model.pb":
                     source = os.path.join(untrained_export, name)
                     (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, base / "2" / name)
-            assert _wait(lambda: [s for s in client.status() if s["version"] == 2 and s["state"] == "AVAILABLE"],
+            assert wait_for(lambda: [s for s in client.status() if s["version"] == 2 and s["state"] == "AVAILABLE"],
                          timeout=30)
             assert [s["error_code"] for s in client.status()] == ["OK", "OK"]
             np.testing.assert_array_equal(client.score([image], version=2), expected)  # same weights

@@ -69,14 +69,19 @@ def scorer(untrained_export):
     return load_scorer(untrained_export)
 
 
+def _make_special_file(path: str, kind: str) -> str:
+    """Makes a FIFO or a link to /dev/zero at `path`; returns how the refusal names it."""
+    if kind == "fifo":
+        os.mkfifo(path)
+        return "a FIFO"
+    os.symlink("/dev/zero", path)
+    return "a character device"
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_scorer_refuses_special_files_without_reading(scorer, folder, kind):
     path = str(folder / "b.jpg")
-    if kind == "fifo":
-        os.mkfifo(path)
-    else:
-        os.symlink("/dev/zero", path)
-    expected = "a FIFO" if kind == "fifo" else "a character device"
+    expected = _make_special_file(path, kind)
     with FifoWatchdog(path) as watchdog:
         with pytest.raises(ImageError, match=f"cannot read image {path}: {expected}, not a regular file"):
             scorer.score([str(folder / "a.png"), path])
@@ -100,11 +105,7 @@ def test_cli_refuses_special_files_in_a_folder(untrained_export, folder, kind, c
     from keras_lmiqa.cli import main
 
     path = str(folder / "b.jpg")
-    if kind == "fifo":
-        os.mkfifo(path)
-    else:
-        os.symlink("/dev/zero", path)
-    expected = "a FIFO" if kind == "fifo" else "a character device"
+    expected = _make_special_file(path, kind)
     with FifoWatchdog(path) as watchdog:
         assert main(["score", "--model", untrained_export, str(folder)]) == 2
         assert f"cannot read image {path}: {expected}, not a regular file" in _error_line(capsys)

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,12 +86,3 @@ def start_server(kind: str, export_dir: str, **kwargs) -> RunningServer:
     if kind == "local":
         return start_local(export_dir, **kwargs)
     return start_tfserving(export_dir, **{k: v for k, v in kwargs.items() if k == "poll_seconds"})
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -17,7 +17,8 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from serving_helpers import SERVER_KINDS, free_port, start_local, start_server, wait_for
+from polling import wait_for
+from serving_helpers import SERVER_KINDS, free_port, start_local, start_server
 
 from keras_lmiqa.serving import Client, RequestError, RestClient
 
