@@ -12,7 +12,8 @@ The run folder (`config.output_dir`) ends with, each written atomically:
     model.keras    the standalone model (images in, scores out: `models.image_quality`) of the
                    export branch (teacher by default) at the best validation epoch
     config.json    the TrainConfig, the dataset's score scale, the split, versions
-    metrics.json   {"val": ..., "test": {srcc, plcc, plcc_logistic, krcc, rmse, n}, ...}
+    metrics.json   {"val": ..., "test": {srcc, plcc, plcc_logistic, krcc, rmse, n},
+                   "train_seconds": wall time over all sittings, ...}
 and keeps `backup/` (rolling checkpoint: rerunning the same command resumes where a
 killed run stopped, mid-epoch included), `history.json`, `logs/` (TensorBoard) and
 `.lmiqa.lock`: a run holds it while it lives, so a second training on the folder is refused
@@ -212,27 +213,34 @@ def build_pipeline(config: TrainConfig, data: RunData, strategy) -> tuple[TrainP
 
 
 class Checkpointing:
-    """The rolling backup (branches, optimizers, epoch and step) and the history beside it.
+    """The rolling backup (branches, optimizers, epoch and step, time spent) and the
+    history beside it.
 
     Created after the trainer: restores the latest backup if there is one, so
-    `epoch`/`step` are where the run goes on (0/0 for a new run).
+    `epoch`/`step` are where the run goes on (0/0 for a new run). Times add up over the
+    sittings of a killed and resumed run, each sitting's counted up to its last backup.
     """
 
-    def __init__(self, trainer: LMIQATrainer, folder: RunFolder):
-        self.folder = folder
+    def __init__(self, trainer: LMIQATrainer, folder: RunFolder, started: float):
+        self.folder, self.started = folder, started
         # Bookkeeping, not model state: plain (non-mirrored) variables.
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self._run_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="run_seconds")
+        self._epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="epoch_seconds")
         optimizers = {"optimizer": trainer.optimizer}
         if trainer.head_optimizer is not None:
             optimizers["head_optimizer"] = trainer.head_optimizer
         checkpoint = tf.train.Checkpoint(student=trainer.student, teacher=trainer.teacher,
-                                         epoch=self._epoch, step_in_epoch=self._step, **optimizers)
+                                         epoch=self._epoch, step_in_epoch=self._step,
+                                         run_seconds=self._run_seconds, epoch_seconds=self._epoch_seconds,
+                                         **optimizers)
         self.manager = tf.train.CheckpointManager(checkpoint, folder.work_path("backup"), max_to_keep=1)
         if self.manager.latest_checkpoint:
             checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
             logger.info("resumed from %s at epoch %d step %d", self.manager.latest_checkpoint, self.epoch, self.step)
         self.history = _History(folder.work_path("history.json"), self.epoch)
+        self.earlier_seconds = float(self._run_seconds)  # the earlier sittings'
 
     @property
     def epoch(self) -> int:
@@ -242,10 +250,22 @@ class Checkpointing:
     def step(self) -> int:
         return int(self._step)
 
-    def backup(self, epoch: int, step: int) -> None:
-        """Save the state at `step` of `epoch` (step 0 of the next epoch after one ends)."""
+    @property
+    def epoch_seconds(self) -> float:
+        """Seconds the resumed epoch had trained before the backup (0 at an epoch's start)."""
+        return float(self._epoch_seconds)
+
+    def run_seconds(self) -> float:
+        """Wall seconds of the run so far, its earlier sittings included."""
+        return self.earlier_seconds + time.time() - self.started
+
+    def backup(self, epoch: int, step: int, epoch_seconds: float = 0.0) -> None:
+        """Save the state at `step` of `epoch` (step 0 of the next epoch after one ends),
+        `epoch_seconds` into that epoch."""
         self._epoch.assign(epoch)
         self._step.assign(step)
+        self._run_seconds.assign(self.run_seconds())
+        self._epoch_seconds.assign(epoch_seconds)
         if self.folder.chief:
             self.history.save()
         self.manager.save()  # every worker saves (multi-worker checkpoints are collective)
@@ -262,8 +282,9 @@ class EpochLog:
         self.config, self.trainer, self.writer, self.steps, self.show_bar = config, trainer, writer, steps, show_bar
         self.means = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
 
-    def start(self, epoch: int, skip: int) -> None:
-        self.epoch, self.count, self.started = epoch, 0, time.time()
+    def start(self, epoch: int, skip: int, earlier_seconds: float = 0.0) -> None:
+        """Epoch `epoch` begins at step `skip`, `earlier_seconds` after it first began."""
+        self.epoch, self.count, self.started, self.earlier_seconds = epoch, 0, time.time(), earlier_seconds
         for mean in self.means.values():
             mean.reset_state()
         self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss"]) if self.show_bar else None
@@ -284,13 +305,14 @@ class EpochLog:
         if self.bar is not None:
             self.bar.update(step + 1, [("loss", float(self.means["loss"].result()))])
         elif (step + 1) % PROGRESS_EVERY == 0:
-            rate = self.count * self.config.images_per_step / max(self.seconds, 1e-6)
+            rate = self.count * self.config.images_per_step / max(time.time() - self.started, 1e-6)
             logger.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", self.epoch + 1, step + 1, self.steps,
                         float(self.means["loss"].result()), rate)
 
     @property
     def seconds(self) -> float:
-        return time.time() - self.started
+        """The epoch's training seconds, a resumed epoch's earlier sittings included."""
+        return self.earlier_seconds + time.time() - self.started
 
     def averages(self) -> dict[str, float]:
         """Each loss term's mean over this run's steps of the epoch (0 when none ran)."""
@@ -303,12 +325,12 @@ def run_epoch(run: _Run, epoch: int, skip: int) -> dict:
     dist = run.strategy.distribute_datasets_from_function(
         lambda ctx: run.pipeline.epoch_dataset(epoch, ctx.get_per_replica_batch_size(config.batch_size),
                                                run.steps * local_replicas, ctx, skip * local_replicas))
-    run.log.start(epoch, skip)
+    run.log.start(epoch, skip, run.checkpoints.epoch_seconds if skip else 0.0)
     try:
         for step, batch in enumerate(dist, start=skip):
             run.log.update(step, run.train_function(batch))
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < run.steps:
-                run.checkpoints.backup(epoch, step + 1)
+                run.checkpoints.backup(epoch, step + 1, run.log.seconds)
     except tf.errors.InvalidArgumentError as error:
         raise_for_bad_image([r.path for r in run.data.train], config.max_pixels, error)
     return {"epoch": epoch, "seconds": round(run.log.seconds, 2), "train": run.log.averages()}
@@ -338,7 +360,7 @@ def end_epoch(run: _Run, entry: dict) -> None:
 # ---------------------------------------------------------------- finish
 
 
-def finish(run: _Run, started: float) -> RunResult:
+def finish(run: _Run) -> RunResult:
     """Chief: save the best epoch's export branch as model.keras, test what was saved,
     write metrics.json and test_predictions.csv."""
     config, data, folder = run.config, run.data, run.folder
@@ -357,7 +379,7 @@ def finish(run: _Run, started: float) -> RunResult:
         "val": {**best["val"], "epoch": best["epoch"], "branch": best["branch"]} if best else {},
         "test": test_metrics,
         "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": round(run.checkpoints.run_seconds(), 1),  # all sittings, to the test's end
         "export_branch": branch,  # the branch validation picked (or the config fixed)
         "skipped": data.skipped,
     }
@@ -411,14 +433,14 @@ def _train_in(folder: RunFolder, config: TrainConfig, strategy, progress: bool |
               else tf.summary.create_noop_writer())
     show_bar = sys.stdout.isatty() if progress is None else progress
     run = _Run(config, data, strategy, folder, pipeline, steps, workers, trainer,
-               trainer.make_train_function(strategy), Checkpointing(trainer, folder), writer,
+               trainer.make_train_function(strategy), Checkpointing(trainer, folder, started), writer,
                EpochLog(config, trainer, writer, steps, show_bar and folder.chief))
     first_epoch, first_step = run.checkpoints.epoch, run.checkpoints.step
     for epoch in range(first_epoch, config.epochs):
         entry = run_epoch(run, epoch, first_step if epoch == first_epoch else 0)
         end_epoch(run, entry)
     writer.flush()
-    return finish(run, started) if folder.chief else RunResult(folder.run_dir, {})
+    return finish(run) if folder.chief else RunResult(folder.run_dir, {})
 
 
 def _validated_branches(trainer: LMIQATrainer, config: TrainConfig) -> dict:

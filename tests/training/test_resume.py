@@ -37,20 +37,31 @@ def test_killed_run_resumes_and_trains_each_step_once(toy_dataset, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
+    killed = tf.train.load_checkpoint(os.path.join(run_dir, "backup"))
+    first_sitting = killed.get_tensor("run_seconds/.ATTRIBUTES/VARIABLE_VALUE")
+    resumed_epoch = int(killed.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    into_epoch = killed.get_tensor("epoch_seconds/.ATTRIBUTES/VARIABLE_VALUE")
+    epoch_0_seconds = json.load(open(history))["epochs"][0]["seconds"]
+    assert first_sitting > epoch_0_seconds > 0
 
+    second_started = time.time()
     done = subprocess.run(_command(toy_dataset, run_dir), cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
+    second_sitting = time.time() - second_started
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stderr
-    epochs = [e["epoch"] for e in json.load(open(history))["epochs"]]
-    assert epochs == [0, 1, 2]
+    saved = json.load(open(history))
+    assert [e["epoch"] for e in saved["epochs"]] == [0, 1, 2]
     reader = tf.train.load_checkpoint(os.path.join(run_dir, "backup"))
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    # Times add up over the sittings: the run's, and the resumed epoch's.
+    assert first_sitting < metrics["train_seconds"] < first_sitting + second_sitting
+    assert saved["epochs"][0]["seconds"] == epoch_0_seconds
+    assert saved["epochs"][resumed_epoch]["seconds"] > into_epoch
     train_images = metrics["images"]["train"]
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3 * (train_images // 4)
     assert metrics["test"]["n"] > 0
     # Both branches were validated every epoch; the exported one is validation's pick.
-    saved = json.load(open(history))
     assert all(set(e["val_branches"]) == {"student", "teacher"} for e in saved["epochs"])
     best = saved["best"]
     assert metrics["export_branch"] == best["branch"] == metrics["val"]["branch"]
